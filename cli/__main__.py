@@ -1,0 +1,3 @@
+from synthrank_cli.main import main
+
+main()

