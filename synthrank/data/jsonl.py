@@ -141,7 +141,7 @@ class ResumableJsonlWriter:
                 self.records_on_open += 1
                 if self._key is not None:
                     self.done.add(self._key(obj))
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open across appends
 
     def _truncate_partial_tail(self) -> None:
         with open(self.path, "rb+") as fh:

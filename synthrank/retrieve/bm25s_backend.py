@@ -19,6 +19,14 @@ from synthrank.retrieve.base import Hit
 logger = logging.getLogger(__name__)
 
 
+def _import_bm25s() -> Any:
+    """Import bm25s and undo its forcing of its logger to DEBUG, so it follows the application's level."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
+
 class InMemoryBM25:
     """BM25 over an in-memory sparse index (`bm25s`), with batch retrieval.
 
@@ -61,7 +69,7 @@ class InMemoryBM25:
         return list(self._doc_ids)
 
     def index(self, documents: Iterable[Document], *, show_progress: bool = False) -> None:
-        import bm25s
+        bm25s = _import_bm25s()
 
         docs = list(documents)
         if not docs:
@@ -132,7 +140,7 @@ class InMemoryBM25:
 
     @classmethod
     def load(cls, directory: str | Path, *, mmap: bool = True) -> InMemoryBM25:
-        import bm25s
+        bm25s = _import_bm25s()
 
         directory = Path(directory)
         meta_path = directory / "synthrank_bm25.json"
