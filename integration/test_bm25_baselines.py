@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -20,7 +21,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize(("name", "split"), list(EXPECTED))
-def test_bm25_numbers_in_readme_are_reproduced(name: str, split: str, tmp_path) -> None:  # noqa: ANN001
+def test_bm25_numbers_in_readme_are_reproduced(name: str, split: str, tmp_path: Path) -> None:
     data = shared_dataset(name)
     out = tmp_path / "report.json"
     result = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--split", split, "--no-progress", "--output", str(out)])
