@@ -18,6 +18,7 @@ import synthrank
 COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("synthrank_cli.evaluate", "evaluate"),
     "index": ("synthrank_cli.index", "index"),
+    "mine": ("synthrank_cli.mine", "mine"),
 }
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from synthrank_cli.main import main
 
 from synthrank.data import load_dataset
 from synthrank.evaluate import evaluate_run, evaluate_systems, paired_t_test
 from synthrank.evaluate.runs import read_trec_run, write_trec_run
 from synthrank.retrieve import InMemoryBM25
+from synthrank_cli.main import main
 
 
 def test_metrics_match_hand_computation() -> None:

@@ -57,6 +57,7 @@ class InMemoryBM25:
         self.batch_size = batch_size
         self._model: Any = None
         self._doc_ids: list[str] = []
+        self._positions: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -75,6 +76,7 @@ class InMemoryBM25:
         if not docs:
             raise SynthrankError("cannot build a BM25 index over zero documents")
         self._doc_ids = [d.id for d in docs]
+        self._positions = None
         tokens = [self.analyzer(d.full_text(" ")) for d in docs]
         # Documents with no term at all would make bm25s drop them from the vocab but keep their
         # slot; give them a sentinel term that no query can produce so indices stay aligned.
@@ -121,7 +123,9 @@ class InMemoryBM25:
     def score(self, query: str, doc_ids: Sequence[str]) -> np.ndarray:
         """BM25 scores of given documents for one query (0 for documents without a query term)."""
         model = self._require_index()
-        position = {d: i for i, d in enumerate(self._doc_ids)}
+        if self._positions is None:
+            self._positions = {d: i for i, d in enumerate(self._doc_ids)}
+        position = self._positions
         tokens = [t for t in self.analyzer(query) if t in model.vocab_dict]
         if not tokens:
             return np.zeros(len(doc_ids), dtype=np.float32)
