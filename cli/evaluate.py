@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from synthrank_cli.options import friendly_errors
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from synthrank_cli.options import friendly_errors, prepare_output_dir
 
 

@@ -18,7 +18,13 @@ import synthrank
 COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("synthrank_cli.evaluate", "evaluate"),
     "index": ("synthrank_cli.index", "index"),
+    "generate": ("synthrank_cli.generate", "generate"),
+    "label": ("synthrank_cli.label", "label"),
+    "models": ("synthrank_cli.models", "models"),
     "mine": ("synthrank_cli.mine", "mine"),
+    "llmrank": ("synthrank_cli.llmrank", "llmrank"),
+    "train": ("synthrank_cli.train", "train"),
+    "run": ("synthrank_cli.run", "run"),
 }
 
 

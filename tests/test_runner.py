@@ -68,3 +68,30 @@ def test_force_and_errors(tmp_path: Path) -> None:
     bad = Step("bad", ["never.txt"], lambda ctx: {})
     with pytest.raises(SynthrankError, match="finished without writing"):
         StepRunner(tmp_path).run([bad])
+
+
+def test_partial_work_kept_for_same_settings_cleared_for_others(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def partial(ctx: StepContext) -> dict:
+        log = ctx.path("work.jsonl")
+        seen.append(log.read_text() if log.exists() else "")
+        with log.open("a") as fh:
+            fh.write("x")
+        if ctx.config.get("fail"):
+            raise RuntimeError("killed")
+        ctx.path("done.txt").write_text("ok")
+        return {}
+
+    def steps(cfg: dict) -> list[Step]:
+        return [Step("p", ["done.txt"], partial, cfg, scratch=["work.jsonl"])]
+
+    with pytest.raises(RuntimeError):
+        StepRunner(tmp_path).run(steps({"v": 1, "fail": True}))
+    with pytest.raises(RuntimeError):
+        StepRunner(tmp_path).run(steps({"v": 1, "fail": True}))
+    assert seen == ["", "x"]  # the interrupted step resumed on its own partial work
+    StepRunner(tmp_path).run(steps({"v": 2}))
+    assert seen[-1] == ""  # other settings: the earlier partial work was removed first
+    StepRunner(tmp_path).run(steps({"v": 2}), force=["p"])
+    assert seen[-1] == "" and (tmp_path / "work.jsonl").read_text() == "x"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,12 +50,16 @@ class Step:
         outputs: artifact paths relative to the output folder; all must exist after the step.
         run: does the work; returns a JSON-able summary (counts, usage, metrics) kept in the marker.
         config: the settings that determine the step's result (part of its fingerprint).
+        scratch: further files or folders the step writes (partial work, checkpoints). With
+            ``outputs`` they are kept when an interrupted step resumes with the same settings, and
+            removed before it reruns with other settings or by force, so no stale work leaks in.
     """
 
     name: str
     outputs: Sequence[str]
     run: Callable[[StepContext], dict[str, Any]]
     config: dict[str, Any] = field(default_factory=dict)
+    scratch: Sequence[str] = ()
 
 
 @dataclass
@@ -105,6 +110,25 @@ class StepRunner:
             return None
         return data
 
+    def _prepare(self, step: Step, fp: str, *, forced: bool) -> None:
+        """Keep an interrupted step's partial work for the same settings; clear it otherwise."""
+        started = self.output_dir / MARKER_DIR / f"{step.name}.started.json"
+        previous = None
+        if started.exists():
+            try:
+                previous = json.loads(started.read_text(encoding="utf-8")).get("fingerprint")
+            except json.JSONDecodeError:
+                previous = None
+        if forced or (previous is not None and previous != fp):
+            for name in [*step.outputs, *step.scratch]:
+                target = self.output_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+            logger.info("step %s: cleared the work of an earlier run with other settings", step.name)
+        write_json(started, {"name": step.name, "fingerprint": fp})
+
     def run(self, steps: Sequence[Step], *, force: Sequence[str] = ()) -> list[StepResult]:
         names = [s.name for s in steps]
         unknown = set(force) - set(names)
@@ -123,6 +147,7 @@ class StepRunner:
                 logger.info("step %s: complete, skipped", step.name)
             else:
                 self.marker_path(step.name).unlink(missing_ok=True)
+                self._prepare(step, fp, forced=forced)
                 ctx.config = step.config
                 logger.info("step %s: running", step.name)
                 t0 = time.perf_counter()

@@ -1,0 +1,327 @@
+"""The reproduction report: synthrank on MedQuAD, its ablations, a training-size sweep, out-of-domain checks.
+
+Input: the training data of a `synthrank run` on the MedQuAD *corpus* (benchmarks/configs/medquad.yaml;
+`--until label` is enough): LLM-written queries, BM25 candidates, LLM labels. MedQuAD's questions and
+qrels are only ever used for evaluation. Rows (each trained with the same trainer and settings):
+
+* bm25: the first stage (top-k reranked by every other row);
+* zero-shot bi-encoder: the backbone (all-MiniLM-L6-v2) as a cosine bi-encoder;
+* llm judge: the labelling LLM itself as a pointwise reranker (the expensive teacher; a query subset);
+* synthrank (LCE): LLM queries + LLM labels + BM25 hard negatives, LCE loss;
+* ablation pointwise: the same groups, BCE on the judge's labels;
+* ablation random negatives: the same positives, negatives drawn at random from the corpus;
+* ablation no LLM labels: the source passage as the only positive, BM25 top candidates as negatives;
+* ablation plain questions: only the "natural question" queries, against all types at the same count;
+* size sweep: LLM-free pseudo-queries (title + first words of a passage) at 100..1600 groups, where
+  the local LLM cannot write that many queries in the time here (said so in the output);
+* out of domain: BEIR SciFact and the MS MARCO subset with the MedQuAD-trained model.
+
+Every row's result is written to the JSON as soon as it exists; a rerun skips rows already there.
+
+    .venv/bin/python benchmarks/report_medquad.py --run-dir runs/report-medquad
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results"
+
+logger = logging.getLogger("report")
+
+
+class Results:
+    """A JSON file of rows, rewritten after each row so a killed report keeps what it measured."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.data.setdefault("rows", {})
+        self.data["meta"] = meta
+
+    def has(self, key: str) -> bool:
+        return key in self.data["rows"]
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.data["rows"][key] = value
+        self.save()
+
+    def save(self) -> None:
+        from synthrank.data import write_json
+
+        write_json(self.path, self.data)
+
+
+def evaluate(dataset: Any, retriever: Any, scorers: dict[str, Any], top_k: int) -> dict[str, Any]:
+    from synthrank.evaluate import evaluate_systems
+
+    report = evaluate_systems(dataset, retriever, scorers, split="test", top_k=top_k, show_progress=False)
+    return report.to_json(per_query=True)
+
+
+def system_row(report: dict[str, Any], name: str) -> dict[str, Any]:
+    system = next(s for s in report["systems"] if s["name"] == name)
+    return {"metrics": system["metrics"], "seconds_per_query": system["seconds_per_query"],
+            "per_query": report["per_query"][name]}  # fmt: skip
+
+
+def train(groups: Sequence[Any], out: Path, *, loss: str, epochs: int, seed: int, dev: Any = None) -> Path:
+    from synthrank.train import TrainConfig, train_reranker
+
+    config = TrainConfig(model="minilm", loss=loss, group_size=8, epochs=epochs, batch_size=8, learning_rate=7e-5,
+                         max_length=192, seed=seed, save_every=0)  # fmt: skip
+    result = train_reranker(list(groups), out, config, dev=dev, show_progress=False)
+    return Path(result.model_dir)
+
+
+def random_negatives(groups: Sequence[Any], corpus: dict[str, Any], seed: int) -> list[Any]:
+    from synthrank.data import Passage
+
+    rng = random.Random(seed)
+    ids = sorted(corpus)
+    out = []
+    for g in groups:
+        pool = [d for d in rng.sample(ids, len(g.negatives) + 5) if d != g.positive.doc_id][: len(g.negatives)]
+        negs = [Passage(d, corpus[d].full_text("\n"), rank=i + 1) for i, d in enumerate(pool)]
+        out.append(replace(g, negatives=negs))
+    return out
+
+
+def significance(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    from scipy import stats
+
+    common = sorted(set(a) & set(b))
+    xa, xb = [a[q] for q in common], [b[q] for q in common]
+    t, p = stats.ttest_rel(xa, xb)
+    return {"delta": sum(xa) / len(xa) - sum(xb) / len(xb), "t": float(t), "p_value": float(p), "queries": len(common)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "report-medquad")
+    parser.add_argument("--eval-queries", type=int, default=300, help="seeded subsample of test_sample1000")
+    parser.add_argument("--top-k", type=int, default=30)
+    parser.add_argument("--judge-queries", type=int, default=20)
+    parser.add_argument("--judge-top-k", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--sweep", default="100,200,400,800,1600")
+    parser.add_argument("--ood-queries", type=int, default=300)
+    parser.add_argument("--skip", default="", help="comma-separated row groups to skip: judge,ablations,sweep,ood")
+    parser.add_argument("--output", type=Path, default=RESULTS / "report_medquad.json")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    skip = {s for s in args.skip.split(",") if s}
+    sys.path.insert(0, str(REPO))
+
+    from synthrank.data import load_dataset, read_groups
+    from synthrank.pipeline import split_dev, subsample_queries
+    from synthrank.rerank import BiEncoderScorer, load_scorer
+    from synthrank.retrieve import InMemoryBM25
+    from synthrank.train import DevSet
+
+    work = args.run_dir / "report"
+    work.mkdir(parents=True, exist_ok=True)
+    medquad = load_dataset(SHARED / "medquad", split="test_sample1000")
+    test = subsample_queries(medquad, args.eval_queries, seed=args.seed)
+    bm25 = InMemoryBM25()
+    bm25.index(list(medquad.corpus.values()))
+    labelled = read_groups(args.run_dir / "groups.jsonl")
+    mined = read_groups(args.run_dir / "mined_groups.jsonl")
+    train_groups, dev_groups = split_dev(labelled, 0.1, args.seed)
+    dev = DevSet.from_groups(dev_groups) if dev_groups else None
+    dev_qids = {g.query_id for g in dev_groups}
+    queries_meta = {json.loads(line)["query_id"]: json.loads(line) for line in (args.run_dir / "queries.jsonl").open()}
+    results = Results(args.output, {
+        "protocol": "MedQuAD test_sample1000, seeded subsample; BM25 top-k reranked; questions never trained on",
+        "eval_queries": len(test.judged_queries()), "top_k": args.top_k, "llm": "qwen2.5-coder-1.5b (Q4_K_M, llama.cpp, CPU)",
+        "backbone": "all-MiniLM-L6-v2", "train_groups": len(train_groups), "dev_groups": len(dev_groups),
+        "synthetic_queries": len(queries_meta), "machine": f"{platform.machine()}, 2 CPU cores (shared), no GPU",
+    })  # fmt: skip
+    scorer_kw = {"batch_size": 64, "max_length": 256}
+
+    def row(key: str, make: Callable[[], Any], **extra: Any) -> None:
+        if results.has(key):
+            return
+        t0 = time.perf_counter()
+        scorer = make()
+        report = evaluate(test, bm25, {key: scorer}, args.top_k)
+        results.put(key, {**system_row(report, key), **extra, "wall_seconds": round(time.perf_counter() - t0, 1)})
+        if not results.has("bm25"):
+            results.put("bm25", system_row(report, "bm25"))
+        logger.info("%s: %s", key, results.data["rows"][key]["metrics"])
+
+    row("zero-shot bi-encoder", lambda: BiEncoderScorer("minilm", batch_size=64))
+    row("synthrank (LCE)", lambda: load_scorer(train(train_groups, work / "lce", loss="lce", epochs=args.epochs,
+                                                      seed=args.seed, dev=dev), **scorer_kw),
+        train_groups=len(train_groups))  # fmt: skip
+    if "ablations" not in skip:
+        row("ablation: pointwise BCE", lambda: load_scorer(train(train_groups, work / "bce", loss="bce",
+                                                                 epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
+            train_groups=len(train_groups))  # fmt: skip
+        rand = random_negatives(train_groups, medquad.corpus, args.seed)
+        row("ablation: random negatives", lambda: load_scorer(train(rand, work / "random-neg", loss="lce",
+                                                                    epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
+            train_groups=len(rand))  # fmt: skip
+        no_llm = [g for g in mined if g.query_id not in dev_qids]
+        row("ablation: no LLM labels", lambda: load_scorer(train(no_llm, work / "no-llm", loss="lce",
+                                                                 epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
+            train_groups=len(no_llm))  # fmt: skip
+        natural = [g for g in train_groups if queries_meta.get(g.query_id, {}).get("query_type") == "natural"]
+        if len(natural) >= 8:
+            same = random.Random(args.seed).sample(train_groups, len(natural))
+            row("ablation: plain questions only", lambda: load_scorer(train(natural, work / "natural", loss="lce",
+                epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw), train_groups=len(natural))  # fmt: skip
+            row("ablation: all query types, same count", lambda: load_scorer(train(same, work / "all-same", loss="lce",
+                epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw), train_groups=len(same))  # fmt: skip
+    if "judge" not in skip and not results.has("llm judge"):
+        from synthrank.label import LLMJudge
+        from synthrank.llm import LLMClient, LLMConfig
+
+        judged = subsample_queries(test, args.judge_queries, seed=args.seed + 1)
+        names = ["synthrank (LCE)", "zero-shot bi-encoder"]
+        with LLMClient(LLMConfig(model="qwen2.5-coder-1.5b")) as client:
+            judge = LLMJudge(client, mode="binary")
+            t0 = time.perf_counter()
+            rep = evaluate(judged, bm25, {"llm judge": judge}, args.judge_top_k)
+            usage = client.usage.to_dict()
+        ours = load_scorer(work / "lce" / "model" if (work / "lce" / "model").exists() else
+                           Path(json.loads((work / "lce" / "metrics.json").read_text())["model_dir"]), **scorer_kw)  # fmt: skip
+        same_subset = evaluate(judged, bm25, {names[0]: ours, names[1]: BiEncoderScorer("minilm")}, args.judge_top_k)
+        results.put("llm judge", {
+            **system_row(rep, "llm judge"), "queries": len(judged.judged_queries()), "top_k": args.judge_top_k,
+            "usage": usage, "wall_seconds": round(time.perf_counter() - t0, 1),
+            "same_subset": {n: system_row(same_subset, n) for n in ["bm25", *names]},
+        })  # fmt: skip
+    sig = {}
+    rows = results.data["rows"]
+    if "synthrank (LCE)" in rows:
+        for base in ("bm25", "zero-shot bi-encoder"):
+            if base in rows:
+                sig[f"synthrank (LCE) vs {base}"] = significance(rows["synthrank (LCE)"]["per_query"]["nDCG@10"],
+                                                                 rows[base]["per_query"]["nDCG@10"])  # fmt: skip
+    results.data["significance_nDCG@10"] = sig
+    results.save()
+    if "sweep" not in skip:
+        run_sweep(args, results, medquad, test, bm25, scorer_kw, work)
+    if "ood" not in skip:
+        run_ood(args, results, work, scorer_kw)
+    write_markdown(results.data, args.output.with_suffix(".md"))
+
+
+def run_sweep(args: Any, results: Results, medquad: Any, test: Any, bm25: Any, scorer_kw: dict[str, Any], work: Path) -> None:
+    """Training-set size sweep on LLM-free pseudo-query groups (the local LLM cannot write 1,600 here)."""
+    from synthrank.data import Document
+    from synthrank.mine import HardNegativeMiner, MiningConfig, MiningQuery
+    from synthrank.rerank import load_scorer
+    from synthrank.synthesize import sample_passages
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from pilot_train_medquad import pseudo_query
+
+    sizes = [int(s) for s in args.sweep.split(",") if s]
+    passages: list[Document] = sample_passages(medquad.corpus, max(sizes), seed=args.seed + 7, min_chars=50)
+    queries = [MiningQuery(f"pq-{d.id}", pseudo_query(d.title, d.text, 12), d.id) for d in passages]
+    groups = HardNegativeMiner(bm25, medquad.corpus, MiningConfig(top_k=30, num_negatives=15)).mine_groups(queries)
+    for size in sizes:
+        key = f"sweep: {size} pseudo-query groups"
+        if results.has(key):
+            continue
+        subset = groups[:size]
+        t0 = time.perf_counter()
+        model = train(subset, work / f"sweep-{size}", loss="lce", epochs=1, seed=args.seed)
+        report = evaluate(test, bm25, {key: load_scorer(model, **scorer_kw)}, args.top_k)
+        results.put(key, {**system_row(report, key), "train_groups": len(subset), "llm_free": True,
+                          "wall_seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+
+
+def run_ood(args: Any, results: Results, work: Path, scorer_kw: dict[str, Any]) -> None:
+    """The MedQuAD-trained model out of domain: it must not lose to its base model."""
+    from synthrank.data import load_dataset
+    from synthrank.pipeline import subsample_queries
+    from synthrank.rerank import BiEncoderScorer, load_scorer
+    from synthrank.retrieve import InMemoryBM25
+
+    model_dir = work / "lce" / "model"
+    if not model_dir.exists():
+        model_dir = Path(json.loads((work / "lce" / "metrics.json").read_text())["model_dir"])
+    for name, split in (("beir-scifact", "test"), ("agentset-msmarco-subset", "test")):
+        key = f"ood: {name}"
+        if results.has(key) or not (SHARED / name).exists():
+            continue
+        data = subsample_queries(load_dataset(SHARED / name, split=split), args.ood_queries, seed=args.seed)
+        bm25 = InMemoryBM25()
+        bm25.index(list(data.corpus.values()))
+        scorers = {"zero-shot bi-encoder": BiEncoderScorer("minilm", batch_size=64),
+                   "synthrank (LCE)": load_scorer(model_dir, **scorer_kw)}  # fmt: skip
+        report = evaluate(data, bm25, scorers, args.top_k)
+        rows = {n: system_row(report, n) for n in ["bm25", *scorers]}
+        results.put(key, {"systems": rows, "queries": len(data.judged_queries()),
+                          "vs zero-shot": significance(rows["synthrank (LCE)"]["per_query"]["nDCG@10"],
+                                                       rows["zero-shot bi-encoder"]["per_query"]["nDCG@10"])})  # fmt: skip
+
+
+def write_markdown(data: dict[str, Any], path: Path) -> None:
+    meta, rows = data["meta"], data["rows"]
+    lines = ["# synthrank on MedQuAD: reproduction report", "", f"{meta['protocol']}; {meta['eval_queries']} queries, "
+             f"top-{meta['top_k']}; LLM {meta['llm']}; backbone {meta['backbone']}; {meta['synthetic_queries']} synthetic "
+             f"queries, {meta['train_groups']} training groups; {meta['machine']}.", "",
+             "| system | nDCG@10 | MRR@10 | Recall@100 | s/query | training groups |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in rows.items():
+        if "metrics" not in r or name == "llm judge":
+            continue
+        m = r["metrics"]
+        lines.append(f"| {name} | {m.get('nDCG@10', 0):.4f} | {m.get('RR@10', m.get('MRR@10', 0)):.4f} | "
+                     f"{m.get('R@100', m.get('Recall@100', 0)):.4f} | {r['seconds_per_query']:.4f} | {r.get('train_groups', '')} |")  # fmt: skip
+    if "llm judge" in rows:
+        j = rows["llm judge"]
+        lines += ["", f"LLM judge as reranker ({j['queries']} queries, top-{j['top_k']}), same subset:", "",
+                  "| system | nDCG@10 | s/query |", "|---|---|---|",
+                  f"| llm judge | {j['metrics']['nDCG@10']:.4f} | {j['seconds_per_query']:.3f} |"]  # fmt: skip
+        for n, r in j["same_subset"].items():
+            lines.append(f"| {n} | {r['metrics']['nDCG@10']:.4f} | {r['seconds_per_query']:.4f} |")
+    if data.get("significance_nDCG@10"):
+        lines += ["", "Paired t-tests (nDCG@10):", ""]
+        lines += [f"- {k}: delta {v['delta']:+.4f}, p = {v['p_value']:.2g} ({v['queries']} queries)"
+                  for k, v in data["significance_nDCG@10"].items()]  # fmt: skip
+    for name, r in rows.items():
+        if name.startswith("ood: "):
+            lines += ["", f"Out of domain, {name[5:]} ({r['queries']} queries): " + ", ".join(
+                f"{n} {s['metrics']['nDCG@10']:.4f}" for n, s in r["systems"].items())
+                + f"; ours vs zero-shot delta {r['vs zero-shot']['delta']:+.4f}, p = {r['vs zero-shot']['p_value']:.2g}"]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    sweep = [(r["train_groups"], r["metrics"]["nDCG@10"]) for n, r in rows.items() if n.startswith("sweep: ")]
+    if sweep:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        xs, ys = zip(*sorted(sweep), strict=True)
+        ax.plot(xs, ys, marker="o", label="LCE, pseudo-query groups")
+        for name, style in (("bm25", "--"), ("zero-shot bi-encoder", ":")):
+            if name in rows:
+                ax.axhline(rows[name]["metrics"]["nDCG@10"], linestyle=style, color="grey", label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("training groups")
+        ax.set_ylabel("nDCG@10 (MedQuAD)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path.with_name("report_medquad_sweep.png"), dpi=120)
+
+
+if __name__ == "__main__":
+    main()

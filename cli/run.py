@@ -1,0 +1,81 @@
+"""`synthrank run`: corpus -> synthetic queries -> BM25 candidates -> LLM labels -> LCE training -> evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from synthrank_cli.options import friendly_errors
+
+STEPS = ("generate", "mine", "label", "train", "evaluate")
+
+
+def _nest(overrides: dict[str, Any], dotted: str, value: Any) -> None:
+    section, _, key = dotted.partition(".")
+    if not key:
+        overrides[section] = value
+        return
+    overrides.setdefault(section, {})
+    _nest(overrides[section], key, value)
+
+
+@click.command()
+@click.option("--corpus", default=None, help="BEIR folder, corpus JSONL/TSV file, or irds:<id> (only its passages train).")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Every artifact goes here; rerunning with the same folder resumes.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Run config YAML (see `synthrank run --print-config`); flags win over it.")
+@click.option("--llm-model", default=None, help="LLM: a packaged GGUF name, a .gguf path, or the model at --base-url.")
+@click.option("--base-url", default=None, help="Use an OpenAI-compatible endpoint instead of the local llama.cpp model.")
+@click.option("--backend", default=None, type=click.Choice(["memory", "elasticsearch"]), help="BM25 backend for mining.")
+@click.option("--es-url", default=None, help="Elasticsearch URL (implies --backend elasticsearch).")
+@click.option("--max-passages", default=None, type=int, help="Budget: corpus passages to write queries for.")
+@click.option("--no-label", is_flag=True, help="Skip the LLM judge: source passage positive, BM25 negatives (ablation).")
+@click.option("--eval-data", default=None, help="Judged queries to evaluate on (default: the corpus, if it has qrels).")
+@click.option("--eval-split", default=None, help="Qrels split of the evaluation data [default: test].")
+@click.option("--until", default=None, type=click.Choice(STEPS), help="Stop after this step.")
+@click.option("--force", multiple=True, type=click.Choice(STEPS), help="Rerun this step and what follows (repeatable).")
+@click.option("--print-config", is_flag=True, help="Print the full config (defaults + --config + flags) and exit.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@friendly_errors
+def run(corpus: str | None, output_dir: str, config_file: str | None, llm_model: str | None, base_url: str | None,
+        backend: str | None, es_url: str | None, max_passages: int | None, no_label: bool, eval_data: str | None,
+        eval_split: str | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
+    """Train a reranker for a corpus with no human labels, then evaluate it; resumable step by step.
+
+    Each step writes its artifacts into OUTPUT_DIR and is skipped when they are complete for the same
+    settings, so a killed run repeats no finished LLM call and no finished step. Defaults run on one
+    machine with no key and no server: the packaged Qwen2.5-Coder-1.5B through llama.cpp and in-memory BM25.
+    """
+    import yaml
+
+    from synthrank.pipeline import load_run_config, run_pipeline
+
+    overrides: dict[str, Any] = {}
+    for dotted, value in (
+        ("corpus", corpus), ("llm.model", llm_model), ("llm.base_url", base_url), ("mine.backend", backend),
+        ("mine.elasticsearch.url", es_url), ("generate.max_passages", max_passages), ("evaluate.data", eval_data),
+        ("evaluate.split", eval_split),
+    ):  # fmt: skip
+        if value is not None:
+            _nest(overrides, dotted, value)
+    if es_url is not None:
+        _nest(overrides, "mine.backend", "elasticsearch")
+    if no_label:
+        _nest(overrides, "label.enabled", False)
+    config = load_run_config(config_file, overrides)
+    if print_config:
+        click.echo(yaml.safe_dump(config, sort_keys=False))
+        return
+    out = Path(output_dir)
+    if out.exists() and any(out.iterdir()) and not (out / ".steps").is_dir():
+        raise click.UsageError(f"{out} is not empty and holds no synthrank run; choose another --output-dir")
+    results = run_pipeline(config, out, until=until, force=force, show_progress=progress)
+    for r in results:
+        click.echo(f"{r.name:9s} {r.status:8s} {r.seconds:8.1f}s")
+    text = out / "evaluation.txt"
+    if text.exists() and any(r.name == "evaluate" for r in results):
+        click.echo(text.read_text(encoding="utf-8").rstrip())
+    click.echo(f"report: {out / 'report.md'}")

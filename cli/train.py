@@ -1,0 +1,118 @@
+"""`synthrank train`: training groups -> a cross-encoder reranker (LCE by default), resumable after a kill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from synthrank_cli.options import friendly_errors, load_config, merge_config, prepare_output_dir
+
+# TrainConfig fields that are set by flags of the same name (dashes on the command line)
+_TRAIN_FIELDS = (
+    "model", "tokenizer", "loss", "group_size", "negative_sampling", "negative_pool", "relevant_grade",
+    "drop_false_negatives", "listwise_temperature", "epochs", "max_steps", "batch_size", "gradient_accumulation",
+    "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "max_length", "seed", "eval_every",
+    "early_stopping_patience", "save_every", "keep_checkpoints", "precision", "gradient_checkpointing",
+    "length_bucket_rows", "device", "num_threads", "dev_batch_size", "trust_remote_code",
+)
+
+
+@click.command()
+@click.option("--groups", "groups_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Training groups JSONL (query, positive, negatives) from `synthrank mine` / `synthrank label`.")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False),
+              help="Writes model/, metrics.json, README.md, loss.png, dev_ndcg.png; checkpoints while training.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="YAML with any of these options (flags win).")
+@click.option("--model", default="minilm", show_default=True,
+              help="Backbone: packaged short name, HF folder or hub id (a plain encoder gets a fresh one-logit head).")
+@click.option("--tokenizer", default=None, help="Tokenizer folder/id when it is not beside the weights.")
+@click.option("--loss", default="lce", show_default=True, type=click.Choice(["lce", "bce", "listwise"]),
+              help="lce: softmax CE of the positive over its group; bce: pointwise; listwise: KL to the LLM grades.")
+@click.option("--group-size", default=8, show_default=True, type=click.IntRange(2), help="1 positive + G-1 negatives.")
+@click.option("--negative-sampling", default="random", show_default=True, type=click.Choice(["random", "top"]),
+              help="Draw G-1 negatives from the pool anew each epoch, or always take the best-ranked.")
+@click.option("--negative-pool", default=None, type=click.IntRange(1),
+              help="Only the first N negatives of the mined pool (by BM25 rank) are eligible.")
+@click.option("--relevant-grade", default=2, show_default=True, type=int,
+              help="LLM grade from which a passage counts as relevant (BCE label; LCE drops such negatives).")
+@click.option("--drop-false-negatives/--keep-false-negatives", default=True, show_default=True,
+              help="Leave negatives the judge graded relevant out of LCE/listwise groups.")
+@click.option("--listwise-temperature", default=1.0, show_default=True, type=float,
+              help="Temperature of the softmax over grades (listwise loss).")
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1), help="Passes over the groups.")
+@click.option("--max-steps", default=None, type=click.IntRange(1), help="Stop after this many optimizer steps.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Groups per forward/backward.")
+@click.option("--gradient-accumulation", default=1, show_default=True, type=click.IntRange(1),
+              help="Batches per optimizer step.")
+@click.option("--learning-rate", default=7e-5, show_default=True, type=float, help="AdamW peak learning rate.")
+@click.option("--weight-decay", default=0.01, show_default=True, type=float, help="AdamW weight decay.")
+@click.option("--warmup-ratio", default=0.1, show_default=True, type=float,
+              help="Share of steps of linear warm-up (then linear decay).")
+@click.option("--max-grad-norm", default=1.0, show_default=True, type=float, help="Gradient clipping (0: off).")
+@click.option("--max-length", default=256, show_default=True, type=click.IntRange(16), help="Tokens per pair.")
+@click.option("--seed", default=42, show_default=True, type=int, help="Seeds init, dropout, order and sampling.")
+@click.option("--dev-data", default=None,
+              help="BEIR folder / corpus source with real queries and qrels for dev evaluation (nDCG@10 of BM25 top-k).")
+@click.option("--dev-split", default="dev", show_default=True, help="Qrels split of --dev-data.")
+@click.option("--dev-top-k", default=30, show_default=True, type=click.IntRange(1), help="BM25 candidates per dev query.")
+@click.option("--dev-max-queries", default=200, show_default=True, type=click.IntRange(1),
+              help="Seeded sample of dev queries.")
+@click.option("--dev-groups", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Held-out groups JSONL as dev set (rank the positive among its negatives).")
+@click.option("--dev-batch-size", default=64, show_default=True, type=click.IntRange(1), help="Pairs per dev forward pass.")
+@click.option("--eval-every", default=0, show_default=True, type=click.IntRange(0),
+              help="Steps between dev evaluations (0: each epoch end).")
+@click.option("--early-stopping-patience", default=0, show_default=True, type=click.IntRange(0),
+              help="Stop after N evaluations without dev improvement (0: never).")
+@click.option("--save-every", default=50, show_default=True, type=click.IntRange(0), help="Steps between checkpoints.")
+@click.option("--keep-checkpoints", default=2, show_default=True, type=click.IntRange(1), help="Checkpoints kept.")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU.")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True,
+              help="Recompute activations in backward (less memory, slower).")
+@click.option("--length-bucket-rows", default=8, show_default=True, type=click.IntRange(0),
+              help="Rows per forward pass after sorting a batch by length (0: whole batch).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda when present].")
+@click.option("--num-threads", default=None, type=click.IntRange(1), help="CPU threads for torch.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the model (runs arbitrary code).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@click.option("--restart", is_flag=True, help="Discard checkpoints and outputs in --output-dir and start over.")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --output-dir that holds no run of ours.")
+@click.pass_context
+@friendly_errors
+def train(ctx: click.Context, groups_file: str, output_dir: str, config_file: str | None, progress: bool,
+          restart: bool, overwrite: bool, **options: Any) -> None:
+    """Train a cross-encoder reranker on training groups.
+
+    Resumes automatically when --output-dir holds a checkpoint of a run with the same settings
+    (a kill -9 loses at most --save-every steps); --restart starts over.
+    """
+    from synthrank.data import load_dataset
+    from synthrank.train import DevSet, TrainConfig, train_reranker
+
+    v = merge_config(ctx, load_config(config_file), **options)
+    out = Path(output_dir)
+    ours = (out / "checkpoints").is_dir() or (out / "metrics.json").exists()
+    prepare_output_dir(out, overwrite=overwrite or restart, resume=ours)
+    config = TrainConfig.from_dict({name: v[name] for name in _TRAIN_FIELDS})
+    if v["dev_data"] and v["dev_groups"]:
+        raise click.UsageError("give --dev-data or --dev-groups, not both")
+    dev = None
+    if v["dev_data"]:
+        dataset = load_dataset(v["dev_data"], split=v["dev_split"])
+        dev = DevSet.from_dataset(dataset, top_k=v["dev_top_k"], max_queries=v["dev_max_queries"],
+                                  show_progress=progress)
+    elif v["dev_groups"]:
+        dev = DevSet.from_groups(v["dev_groups"])
+    result = train_reranker(groups_file, out, config, dev=dev, show_progress=progress, restart=restart)
+    m = result.metrics
+    click.echo(f"model: {result.model_dir}")
+    click.echo(f"steps: {m['global_step']}/{m['total_steps']}, final loss {m['final_loss']:.4f}, "
+               f"{m['groups_per_second']:.2f} groups/s")
+    if m.get("best_dev"):
+        best = ", ".join(f"{k} {val:.4f}" for k, val in m["best_dev"].items() if k != "step")
+        base = ", ".join(f"{k} {val:.4f}" for k, val in (m.get("dev") or {}).get("baseline", {}).items())
+        click.echo(f"dev (step {m['best_step']}): {best}; first stage: {base}")

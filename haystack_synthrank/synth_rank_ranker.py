@@ -1,0 +1,249 @@
+"""`SynthRankRanker`: a synthrank-trained reranker as a Haystack ranker component."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from haystack import Document, component, default_from_dict, default_to_dict
+from haystack.utils import ComponentDevice
+
+from synthrank.errors import DataError
+from synthrank.rerank.base import PairScorer
+
+logger = logging.getLogger(__name__)
+
+
+def document_text(doc: Document, meta_fields_to_embed: list[str], separator: str) -> str:
+    """The text a synthrank model sees for a Haystack document: embedded meta fields, then the content.
+
+    With ``meta_fields_to_embed=["title"]`` and ``separator="\\n"`` this is exactly the core's
+    ``title + "\\n" + text``, so scores equal the core evaluation's on the same pairs.
+    """
+    parts = [str(doc.meta[key]) for key in meta_fields_to_embed if doc.meta.get(key) not in (None, "")]
+    if doc.content:
+        parts.append(doc.content)
+    return separator.join(parts)
+
+
+def load_scorer_for(
+    model: str,
+    *,
+    kind: str,
+    device: ComponentDevice | None,
+    batch_size: int | None,
+    max_length: int | None,
+) -> PairScorer:
+    """Load a core scorer on the device Haystack resolves (``None`` -> CUDA/MPS if available, else CPU).
+
+    ``kind="llm"``, or ``"auto"`` on a folder the LoRA trainer wrote, gives the core's LLM reranker
+    (log-odds scores, so ``scale_score`` yields P(true)); anything else goes to the core's ``load_scorer``.
+    """
+    resolved = ComponentDevice.resolve_device(device)
+    options: dict[str, Any] = {"device": resolved.to_torch_str()}
+    if batch_size is not None:
+        options["batch_size"] = batch_size
+    if max_length is not None:
+        options["max_length"] = max_length
+    if kind == "llm" or (kind == "auto" and _is_llm_reranker(model)):
+        from synthrank.llmrank import load_llm_scorer
+
+        return load_llm_scorer(model, **options)
+    from synthrank.rerank.factory import load_scorer
+
+    return load_scorer(model, kind=kind, **options)
+
+
+def _is_llm_reranker(model: str) -> bool:
+    from synthrank.llmrank.scorer import is_llmrank_model
+
+    return is_llmrank_model(model)
+
+
+@component
+class SynthRankRanker:
+    """Reranks documents by their relevance to a query with a synthrank model (LCE cross-encoder or LLM reranker).
+
+    The model is loaded in :meth:`warm_up` (run by the pipeline, or on the first :meth:`run`);
+    input documents are never modified: ranked copies carry the new ``score``. Duplicate
+    documents (same id) are reduced to one, as Haystack's rankers do.
+
+    Usage example:
+
+    ```python
+    from haystack import Document
+    from haystack_synthrank import SynthRankRanker
+
+    ranker = SynthRankRanker(model="runs/medquad/model", top_k=3, meta_fields_to_embed=["title"])
+    ranker.warm_up()
+    docs = [Document(content="Glaucoma damages the optic nerve.", meta={"title": "Glaucoma"}),
+            Document(content="Insulin lowers blood glucose.", meta={"title": "Insulin"})]
+    result = ranker.run(query="what damages the optic nerve", documents=docs)
+    print(result["documents"][0].content)
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | Path,
+        device: ComponentDevice | None = None,
+        top_k: int = 10,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
+        scale_score: bool = True,
+        score_threshold: float | None = None,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        kind: str = "auto",
+    ) -> None:
+        """
+        Create the ranker; nothing is loaded until :meth:`warm_up`.
+
+        :param model: a synthrank model directory, or any name the core's ``load_scorer`` takes.
+        :param device: where to run; ``None`` picks a GPU when one is available.
+        :param top_k: the maximum number of documents to return.
+        :param query_prefix: text put before the query (only if the model was trained with it).
+        :param document_prefix: text put before each document's text.
+        :param meta_fields_to_embed: meta fields put before the content, e.g. ``["title"]``.
+        :param embedding_separator: joins the embedded meta fields and the content.
+        :param scale_score: map raw logits to 0..1 with a sigmoid.
+        :param score_threshold: drop documents scoring below it (after scaling).
+        :param batch_size: pairs per forward pass.
+        :param max_length: token limit of a (query, document) pair; ``None`` keeps the model's default.
+        :param kind: ``"auto"`` (detected from the model directory: an LCE cross-encoder, a LoRA/merged LLM
+            reranker from ``synthrank llmrank train``, or a plain encoder as bi-encoder), ``"cross-encoder"``,
+            ``"bi-encoder"`` or ``"llm"`` (any causal LM as a pointwise true/false reranker).
+        :raises ValueError: if ``top_k`` or ``batch_size`` is not positive.
+        """
+        if top_k <= 0:
+            raise ValueError(f"top_k must be > 0, but got {top_k}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, but got {batch_size}")
+        self.model = str(model)
+        self.device = device
+        self.top_k = top_k
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+        self.scale_score = scale_score
+        self.score_threshold = score_threshold
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.kind = kind
+        self._scorer: PairScorer | None = None
+
+    def warm_up(self) -> None:
+        """Load the model (once)."""
+        if self._scorer is None:
+            self._scorer = load_scorer_for(
+                self.model, kind=self.kind, device=self.device, batch_size=self.batch_size, max_length=self.max_length
+            )
+
+    def close(self) -> None:
+        """Release the model; a later :meth:`warm_up` loads it again."""
+        self._scorer = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise every init parameter."""
+        return default_to_dict(
+            self,
+            model=self.model,
+            device=self.device.to_dict() if self.device is not None else None,
+            top_k=self.top_k,
+            query_prefix=self.query_prefix,
+            document_prefix=self.document_prefix,
+            meta_fields_to_embed=self.meta_fields_to_embed,
+            embedding_separator=self.embedding_separator,
+            scale_score=self.scale_score,
+            score_threshold=self.score_threshold,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            kind=self.kind,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynthRankRanker:
+        """Rebuild the component from :meth:`to_dict`'s output."""
+        data = copy.deepcopy(data)
+        init_params = data.get("init_parameters", {})
+        if init_params.get("device") is not None:
+            init_params["device"] = ComponentDevice.from_dict(init_params["device"])
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        scale_score: bool | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """
+        Rerank ``documents`` for ``query``.
+
+        :param query: the query; must not be empty.
+        :param documents: candidates, e.g. from a BM25 retriever; each needs content or an embedded meta field.
+        :param top_k: overrides the init ``top_k``.
+        :param scale_score: overrides the init ``scale_score``.
+        :param score_threshold: overrides the init ``score_threshold``.
+        :returns: ``documents``: copies of the input documents with the new ``score``, best first.
+        :raises ValueError: on a non-positive ``top_k`` or an empty query.
+        :raises DataError: when a document has no text to score (naming its id).
+        """
+        top_k = top_k if top_k is not None else self.top_k
+        scale_score = scale_score if scale_score is not None else self.scale_score
+        score_threshold = score_threshold if score_threshold is not None else self.score_threshold
+        if top_k <= 0:
+            raise ValueError(f"top_k must be > 0, but got {top_k}")
+        if not documents:
+            return {"documents": []}
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("SynthRankRanker got an empty query: there is nothing to rank the documents against")
+
+        unique = _deduplicate(documents)
+        texts = [document_text(d, self.meta_fields_to_embed, self.embedding_separator) for d in unique]
+        empty = [d.id for d, t in zip(unique, texts, strict=True) if not t.strip()]
+        if empty:
+            raise DataError(
+                f"SynthRankRanker: {len(empty)} document(s) have no content to score, e.g. ids {empty[:5]}",
+                field="content",
+            )
+        self.warm_up()
+        assert self._scorer is not None
+        queries = [self.query_prefix + query] * len(unique)
+        scores = np.asarray(
+            self._scorer.score_pairs(queries, [self.document_prefix + t for t in texts]), dtype=np.float64
+        )
+        if scores.shape != (len(unique),):
+            raise ValueError(f"the scorer returned {scores.shape} scores for {len(unique)} documents")
+        if scale_score:
+            from scipy.special import expit
+
+            scores = expit(scores)
+        ranked = [replace(d, score=float(s)) for d, s in zip(unique, scores, strict=True)]
+        ranked.sort(key=lambda d: -(d.score if d.score is not None else -math.inf))
+        if score_threshold is not None:
+            ranked = [d for d in ranked if d.score is not None and d.score >= score_threshold]
+        return {"documents": ranked[:top_k]}
+
+
+def _deduplicate(documents: list[Document]) -> list[Document]:
+    """One document per id, keeping the highest-scoring duplicate (Haystack's rankers do the same)."""
+    best: dict[str, Document] = {}
+    for doc in documents:
+        kept = best.get(doc.id)
+        if kept is None or (doc.score if doc.score is not None else -math.inf) > (
+            kept.score if kept.score is not None else -math.inf
+        ):
+            best[doc.id] = doc
+    return list(best.values())

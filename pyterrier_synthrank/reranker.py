@@ -1,0 +1,132 @@
+"""`SynthReranker`: any synthrank scorer (LCE cross-encoder, LoRA LLM reranker, bi-encoder, judge) as a re-ranker."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pyterrier_synthrank.frames import document_texts, query_texts
+from synthrank.rerank.base import PairScorer
+
+logger = logging.getLogger(__name__)
+
+
+def load_pair_scorer(
+    model: str | Path,
+    *,
+    kind: str = "auto",
+    device: str | None = None,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    **kwargs: Any,
+) -> PairScorer:
+    """Build a core scorer by name or path through the core loaders (the adapters never load models themselves).
+
+    ``kind="llm"``, or ``"auto"`` on a folder the LoRA trainer wrote, gives the core's LLM reranker
+    (``synthrank.llmrank.load_llm_scorer``); anything else goes to ``synthrank.rerank.load_scorer``.
+    """
+    options: dict[str, Any] = dict(kwargs)
+    if device is not None:
+        options["device"] = device
+    if batch_size is not None:
+        options["batch_size"] = batch_size
+    if max_length is not None:
+        options["max_length"] = max_length
+    if kind == "llm" or (kind == "auto" and _is_llm_reranker(model)):
+        from synthrank.llmrank import load_llm_scorer
+
+        return load_llm_scorer(str(model), **options)
+    from synthrank.rerank.factory import load_scorer
+
+    return load_scorer(str(model), kind=kind, **options)
+
+
+def _is_llm_reranker(model: str | Path) -> bool:
+    from synthrank.llmrank.scorer import is_llmrank_model
+
+    return is_llmrank_model(model)
+
+
+class SynthReranker(pt.Transformer):
+    """Re-ranks a result frame with a synthrank model: ``qid, query, docno, text`` in, ``score, rank`` out.
+
+    The scores are exactly the core scorer's on the same (query, text) pairs. Old ``score`` and
+    ``rank`` columns are replaced; every other column is kept; the input frame is never modified.
+    A zero-row input returns a zero-row frame with typed ``score``/``rank`` columns, as
+    ``pt.Experiment`` probes transformers that way.
+
+    Args:
+        model: a trained model directory or name (loaded with the core's ``load_scorer``), or a
+            ready :class:`~synthrank.rerank.base.PairScorer` (e.g. the LLM judge or a bi-encoder).
+        batch_size: pairs per forward pass when loading by name (a ready scorer keeps its own).
+        text_field: column holding the document text.
+        verbose: progress bar while scoring.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; ``None`` picks CUDA when available.
+        kind: ``"auto"`` (detected from the folder: LCE cross-encoder, LoRA/merged LLM reranker, or a plain
+            encoder as bi-encoder), ``"cross-encoder"``, ``"bi-encoder"`` or ``"llm"`` (any causal LM, true/false).
+        max_length: token limit of a (query, document) pair when loading by name.
+
+    Example:
+        >>> reranker = SynthReranker("runs/medquad/model", batch_size=64)
+        >>> pipeline = SynthBM25.from_documents(corpus_iter, num_results=100) >> reranker
+        >>> pt.Experiment([bm25, pipeline], topics, qrels, eval_metrics=[pt.measures.nDCG @ 10])
+    """
+
+    def __init__(
+        self,
+        model: str | Path | PairScorer,
+        *,
+        batch_size: int = 32,
+        text_field: str = "text",
+        verbose: bool = False,
+        device: str | None = None,
+        kind: str = "auto",
+        max_length: int | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        self.batch_size = batch_size
+        self.text_field = text_field
+        self.verbose = verbose
+        self.device = device
+        self.kind = kind
+        self.max_length = max_length
+        if isinstance(model, (str, Path)):
+            self.model_name = str(model)
+            self.scorer = load_pair_scorer(
+                model, kind=kind, device=device, batch_size=batch_size, max_length=max_length
+            )
+        elif isinstance(model, PairScorer):
+            self.model_name = type(model).__name__
+            self.scorer = model
+        else:
+            raise TypeError(
+                f"model must be a model path/name or an object with score_pairs(queries, documents), got {type(model).__name__}"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"SynthReranker({self.model_name!r}, batch_size={self.batch_size}, text_field={self.text_field!r}, "
+            f"device={self.device!r})"
+        )
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.result_frame(inp, extra_columns=["query", self.text_field])
+        out = inp.drop(columns=["score", "rank"], errors="ignore").reset_index(drop=True)
+        if len(out) == 0:
+            out["score"] = pd.Series(dtype="float64")
+            out["rank"] = pd.Series(dtype="int64")
+            return out
+        who = repr(self)
+        queries = query_texts(out, who=who)
+        texts = document_texts(out, self.text_field, who=who)
+        scores = np.asarray(self.scorer.score_pairs(queries, texts, show_progress=self.verbose), dtype=np.float64)
+        if scores.shape != (len(out),):
+            raise ValueError(f"{who}: the scorer returned {scores.shape} scores for {len(out)} pairs")
+        out["score"] = scores
+        return pt.model.add_ranks(out)

@@ -1,0 +1,94 @@
+"""A persistent response cache, so rerunning a step makes zero calls for what it already has.
+
+Keyed by model + messages + sampling parameters (never by endpoint or key), stored in
+SQLite with WAL journaling and a busy timeout, so several processes (``generate`` and
+``label`` in parallel, a rerun beside a running job) can share one file safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of what determines a response (``None`` parameters dropped)."""
+    clean = {k: v for k, v in sorted(params.items()) if v is not None}
+    payload = json.dumps({"model": model, "messages": messages, "params": clean}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """SQLite-backed ``key -> response`` store shared across runs and processes.
+
+    Example:
+        >>> cache = ResponseCache(tmp_path / "llm.sqlite")
+        >>> key = cache_key("m", [{"role": "user", "content": "hi"}], {"temperature": 0})
+        >>> cache.put(key, "m", {"messages": [...]}, {"text": "hello"})
+        >>> cache.get(key)
+        {'text': 'hello'}
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=60000")
+        self._conn.execute(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r})"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, model: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        blob_req = json.dumps(request, ensure_ascii=False, sort_keys=True)
+        blob_resp = json.dumps(response, ensure_ascii=False)
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO responses (key, model, request, response, created) VALUES (?, ?, ?, ?, ?)",
+                (key, model, blob_req, blob_resp, time.time()),
+            )
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM responses")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

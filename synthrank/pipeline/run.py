@@ -1,0 +1,54 @@
+"""Run the steps of one config over one output folder, then write the report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from synthrank.data import write_json
+from synthrank.errors import SynthrankError
+from synthrank.pipeline.report import write_report
+from synthrank.pipeline.stages import STEP_NAMES, RunContext, build_steps
+from synthrank.runner.steps import StepResult, StepRunner
+
+logger = logging.getLogger(__name__)
+
+
+def run_pipeline(
+    config: Mapping[str, Any],
+    output_dir: str | Path,
+    *,
+    until: str | None = None,
+    force: Sequence[str] = (),
+    show_progress: bool = True,
+) -> list[StepResult]:
+    """Run (or resume) the method; steps whose artifacts are complete for the same settings are skipped.
+
+    Args:
+        config: a run config from :func:`~synthrank.pipeline.load_run_config`.
+        output_dir: every artifact, the step markers and ``report.md`` go here.
+        until: stop after this step (e.g. ``"label"`` to build training data only).
+        force: rerun these steps (and, as their outputs change, everything after them).
+
+    Example:
+        >>> results = run_pipeline(load_run_config(overrides={"corpus": "data/medquad"}), "runs/medquad")
+    """
+    out = Path(output_dir)
+    if until is not None and until not in STEP_NAMES:
+        raise SynthrankError(f"unknown step {until!r}; steps are {', '.join(STEP_NAMES)}")
+    run = RunContext(config, out, show_progress=show_progress)
+    steps = build_steps(run)
+    if until is not None:
+        steps = steps[: STEP_NAMES.index(until) + 1]
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "run_config.json", _redacted(config))
+    results = StepRunner(out).run(steps, force=force)
+    write_report(out, config, results)
+    return results
+
+
+def _redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as run; it names environment variables for secrets, never their values."""
+    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in config.items()}

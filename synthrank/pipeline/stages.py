@@ -1,0 +1,408 @@
+"""The five steps of the method as :class:`~synthrank.runner.Step` objects over one output folder.
+
+generate -> mine -> label -> train -> evaluate. Each step reads the artifacts of the ones before
+it from the output folder, writes its own there, and resumes its own half-done work (append-only
+JSONL, the LLM response cache, training checkpoints), so a killed run repeats no LLM call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from synthrank.data import Dataset, TrainingGroup, load_dataset, read_groups, write_groups, write_json
+from synthrank.errors import DataError, SynthrankError
+from synthrank.retrieve import Analyzer, InMemoryBM25, Retriever
+from synthrank.runner.steps import Step, StepContext
+
+logger = logging.getLogger(__name__)
+
+STEP_NAMES = ("generate", "mine", "label", "train", "evaluate")
+_RESULT_LLM_KEYS = ("model", "base_url")  # the LLM settings that change answers (not cache paths, timeouts)
+
+
+class RunContext:
+    """What every step shares: the config and the corpus, loaded once and only when a step needs it."""
+
+    def __init__(self, config: Mapping[str, Any], output_dir: Path, *, show_progress: bool = True) -> None:
+        if not config.get("corpus"):
+            raise DataError("no corpus given: pass --corpus or set `corpus:` in the run config", field="corpus")
+        self.config = config
+        self.output_dir = output_dir
+        self.show_progress = show_progress
+        self._dataset: Dataset | None = None
+        self._retriever: Retriever | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = load_corpus(self.config["corpus"])
+        return self._dataset
+
+    def retriever(self) -> Retriever:
+        """The BM25 index over the corpus, built once per run (in memory or on Elasticsearch)."""
+        if self._retriever is None:
+            self._retriever = make_retriever(self.config["mine"], self.dataset.name)
+            self._retriever.index(list(self.dataset.corpus.values()))
+        return self._retriever
+
+
+def load_corpus(source: str | Path) -> Dataset:
+    """The corpus only: queries and qrels that come with it are never used for training."""
+    dataset = load_dataset(source)
+    return Dataset(name=dataset.name, corpus=dataset.corpus, queries={}, qrels={})
+
+
+def make_retriever(mine: Mapping[str, Any], corpus_name: str) -> Retriever:
+    """The BM25 backend named by the ``mine`` section; both use the same analyser and parameters."""
+    if mine["backend"] == "memory":
+        return InMemoryBM25()
+    if mine["backend"] != "elasticsearch":
+        raise DataError(f"unknown BM25 backend {mine['backend']!r}; use memory or elasticsearch", field="mine.backend")
+    from synthrank.retrieve.elasticsearch_backend import ElasticsearchBM25
+
+    es = mine["elasticsearch"]
+    return ElasticsearchBM25(
+        hosts=es["url"],
+        index_name=es["index"] or f"synthrank-{corpus_name}".lower(),
+        analyzer=Analyzer(),
+        api_key=os.environ.get(es["api_key_env"]) if es["api_key_env"] else None,
+        username=es["username"],
+        password=os.environ.get(es["password_env"]) if es["password_env"] else None,
+        ca_certs=es["ca_certs"],
+        verify_certs=None if es["verify_certs"] else False,
+        reuse_index=bool(es["reuse_index"]),
+    )
+
+
+def llm_config(config: Mapping[str, Any]) -> Any:
+    """The LLM client settings of the run (the same as `synthrank generate/label` flags)."""
+    from synthrank.llm.config import llm_config_from_options
+
+    return llm_config_from_options(config["llm"])
+
+
+def _llm_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: config["llm"].get(k) for k in _RESULT_LLM_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+
+def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
+    from synthrank.llm import LLMClient
+    from synthrank.synthesize import GenerationConfig, PersonaSet, QueryGenerator, build_filters, sample_passages
+
+    g = run.config["generate"]
+    passages = sample_passages(
+        run.dataset.corpus,
+        g["max_passages"] or None,
+        strategy=g["sampling"],
+        seed=g["seed"],
+        field=g["stratify_field"],
+        min_chars=g["min_chars"],
+        max_chars=g["max_chars"],
+    )
+    gen_config = GenerationConfig(
+        query_types=list(g["query_types"]),
+        n_per_type=g["n_per_type"],
+        personas_per_passage=g["personas_per_passage"],
+        temperature=g["temperature"],
+        max_tokens=g["max_tokens"],
+        max_passage_chars=g["max_passage_chars"],
+        json_mode=g["json_mode"],
+        seed=g["seed"],
+        batch_size=g["batch_size"],
+        types_per_passage=g["types_per_passage"],
+    )
+    filters = build_filters(
+        dedup=g["dedup"],
+        min_words=g["min_words"] or None,
+        max_words=g["max_words"] or None,
+        max_copy_ratio=g["max_copy_ratio"] or None,
+        roundtrip_retriever=run.retriever() if g["roundtrip_k"] else None,
+        roundtrip_k=g["roundtrip_k"] or 20,
+    )
+    with LLMClient(llm_config(run.config)) as client:
+        generator = QueryGenerator(client, gen_config, personas=PersonaSet.default(), filters=filters)
+        report = generator.generate(passages, ctx.path("queries.jsonl"), show_progress=run.show_progress)
+    stats = report.to_dict()
+    write_json(ctx.path("generate_stats.json"), stats)
+    if report.kept == 0:
+        raise SynthrankError(
+            f"no synthetic query survived for {report.passages} passages ({report.slots_failed} failed calls); "
+            f"see {ctx.path('rejected.jsonl')} and rerun"
+        )
+    if report.slots_failed:
+        raise SynthrankError(
+            f"{report.slots_failed} LLM calls failed; rerun `synthrank run` to retry them "
+            "(the queries already written are kept)"
+        )
+    return {"passages": report.passages, "queries": report.kept, "generated": report.generated,
+            "survival": stats.get("survival", {}), "usage": report.usage}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- mine
+
+
+def run_mine(run: RunContext, ctx: StepContext) -> dict[str, Any]:
+    from synthrank.mine import HardNegativeMiner, MiningConfig, read_mining_queries
+
+    m = run.config["mine"]
+    options = {k: v for k, v in m.items() if k not in ("backend", "elasticsearch")}
+    config = MiningConfig.from_dict(options)
+    queries = read_mining_queries(ctx.path("queries.jsonl"), corpus=run.dataset.corpus)
+    miner = HardNegativeMiner(run.retriever(), run.dataset.corpus, config)
+    summary = miner.mine_to_files(
+        queries, ctx.path("candidates.jsonl"), ctx.path("mined_groups.jsonl"), show_progress=run.show_progress
+    )
+    write_json(ctx.path("mine_stats.json"), summary)
+    return {k: summary[k] for k in ("queries", "groups_total", "mean_negatives", "queries_per_second")}
+
+
+# ---------------------------------------------------------------------------------------------- label
+
+
+def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
+    lab = run.config["label"]
+    if not lab["enabled"]:  # ablation: no LLM labels, the source passage is the positive
+        groups = read_groups(ctx.path("mined_groups.jsonl"))
+        write_groups(ctx.path("groups.jsonl"), groups)
+        ctx.path("labels.jsonl").write_text("", encoding="utf-8")  # nothing judged: the marker of this step
+        return {"groups": len(groups), "llm": False}
+    from synthrank.label import LabelConfig, Labeler, LLMJudge, read_candidates
+    from synthrank.llm import LLMClient
+
+    queries = read_candidates(ctx.path("candidates.jsonl"), corpus=run.dataset.corpus, queries=ctx.path("queries.jsonl"))
+    config = LabelConfig(
+        judge_top_k=lab["judge_top_k"],
+        positive_min_grade=lab["positive_min_grade"],
+        negative_max_grade=lab["negative_max_grade"],
+        # with filling, the minimum applies to the filled pool (below), not to the judged negatives alone
+        min_negatives=0 if lab["fill_negatives"] else lab["min_negatives"],
+        batch_size=lab["batch_size"],
+    )
+    with LLMClient(llm_config(run.config)) as client:
+        judge = LLMJudge(
+            client,
+            mode=lab["judge_mode"],
+            relevant_grade=lab["positive_min_grade"],
+            self_consistency=lab["self_consistency"],
+            max_passage_chars=lab["max_passage_chars"],
+            yes_threshold=lab["yes_threshold"],
+        )
+        report = Labeler(judge, run.dataset.corpus, config).label(queries, ctx.output_dir, show_progress=run.show_progress)
+    stats = report.to_dict()
+    if lab["fill_negatives"]:
+        stats["filled_negatives"], stats["dropped_few_negatives_after_fill"] = fill_negatives(
+            ctx.path("groups.jsonl"), ctx.path("mined_groups.jsonl"), int(run.config["mine"]["num_negatives"]),
+            min_negatives=int(lab["min_negatives"]),
+        )
+        report.groups -= stats["dropped_few_negatives_after_fill"]
+        stats["groups"] = report.groups
+    write_json(ctx.path("label_stats.json"), stats)
+    if report.pairs_failed:
+        raise SynthrankError(
+            f"{report.pairs_failed} judgements failed; rerun `synthrank run` to retry them (the labels already "
+            "written are kept)"
+        )
+    if report.groups == 0:
+        raise SynthrankError(f"the judge kept no training group out of {report.queries} queries; see {ctx.path('labels.jsonl')}")
+    return {"queries": report.queries, "groups": report.groups, "pairs_judged": report.pairs_judged,
+            "dropped_source_not_relevant": report.dropped_source_not_relevant,
+            "false_negatives_rescued": report.false_negatives_rescued, "usage": report.usage}  # fmt: skip
+
+
+def fill_negatives(labelled_path: Path, mined_path: Path, pool_size: int, *, min_negatives: int = 1) -> tuple[int, int]:
+    """Top up each labelled group's negatives with mined ones the judge did not see, up to ``pool_size``.
+
+    The judge reads only the first ranks (where false negatives hide); the mined candidates below
+    them are kept as negatives so LCE still gets a full group, while every passage the judge
+    called relevant stays out of the negatives. Groups left with fewer than ``min_negatives`` are
+    dropped. Returns (negatives added, groups dropped).
+    """
+    mined: dict[str, list[Any]] = {}
+    for group in read_groups(mined_path):
+        mined.setdefault(group.query_id, []).extend(group.negatives)
+    labelled = read_groups(labelled_path)
+    positives: dict[str, set[str]] = {}
+    for group in labelled:
+        positives.setdefault(group.query_id, set()).add(group.positive.doc_id)
+    added = 0
+    out = []
+    for group in labelled:
+        have = {n.doc_id for n in group.negatives}
+        extra = [n for n in mined.get(group.query_id, [])
+                 if n.doc_id not in have and n.doc_id not in positives[group.query_id]]  # fmt: skip
+        room = max(0, pool_size - len(group.negatives))
+        chosen = sorted(extra, key=lambda n: (n.rank is None, n.rank or 0))[:room]
+        if len(group.negatives) + len(chosen) < min_negatives:
+            continue
+        added += len(chosen)
+        out.append(replace(group, negatives=[*group.negatives, *chosen]))
+    write_groups(labelled_path, out)
+    return added, len(labelled) - len(out)
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def split_dev(groups: Sequence[TrainingGroup], fraction: float, seed: int) -> tuple[list[TrainingGroup], list[TrainingGroup]]:
+    """Hold out whole queries (all groups of a query go to one side), seeded and stable under resume."""
+    if fraction <= 0:
+        return list(groups), []
+
+    def bucket(qid: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()
+        return int(digest[:8], 16) / 0xFFFFFFFF
+
+    train = [g for g in groups if bucket(g.query_id) >= fraction]
+    dev = [g for g in groups if bucket(g.query_id) < fraction]
+    if not dev or not train:  # tiny runs: keep at least one query on each side when possible
+        qids = sorted({g.query_id for g in groups})
+        if len(qids) < 2:
+            return list(groups), []
+        held = random.Random(seed).choice(qids)
+        train = [g for g in groups if g.query_id != held]
+        dev = [g for g in groups if g.query_id == held]
+    return train, dev
+
+
+def run_train(run: RunContext, ctx: StepContext) -> dict[str, Any]:
+    from synthrank.train import DevSet, TrainConfig, train_reranker
+
+    t = run.config["train"]
+    groups = read_groups(ctx.path("groups.jsonl"))
+    if not groups:
+        raise SynthrankError(f"{ctx.path('groups.jsonl')} holds no training group")
+    train_groups, dev_groups = split_dev(groups, float(t["dev_fraction"]), int(t["seed"]))
+    write_groups(ctx.path("dev_groups.jsonl"), dev_groups)
+    fields = {k: v for k, v in t.items() if k not in ("dev_fraction", "options")}
+    config = TrainConfig.from_dict({**fields, **(t.get("options") or {})})
+    dev = DevSet.from_groups(dev_groups) if dev_groups else None
+    result = train_reranker(train_groups, ctx.path("train"), config, dev=dev, show_progress=run.show_progress)
+    summary = {"train_groups": len(train_groups), "dev_groups": len(dev_groups), "model_dir": str(result.model_dir),
+               "best_step": result.best_step, "metrics": _small(result.metrics)}  # fmt: skip
+    write_json(ctx.path("train_summary.json"), summary)
+    return summary
+
+
+def trained_model_dir(output_dir: Path) -> Path:
+    """Where the train step put the model it keeps (the best checkpoint when a dev set chose one)."""
+    import json
+
+    summary = output_dir / "train_summary.json"
+    if summary.exists():
+        return Path(json.loads(summary.read_text(encoding="utf-8"))["model_dir"])
+    return output_dir / "train" / "model"
+
+
+def _small(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def subsample_queries(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """At most ``n`` judged queries, drawn with a fixed seed (the same ones in every run)."""
+    qids = sorted(dataset.judged_queries())
+    if n is None or n >= len(qids):
+        return dataset
+    keep = set(random.Random(seed).sample(qids, n))
+    return replace(
+        dataset,
+        queries={q: v for q, v in dataset.queries.items() if q in keep},
+        qrels={q: v for q, v in dataset.qrels.items() if q in keep},
+    )
+
+
+def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
+    from synthrank.evaluate import evaluate_systems, format_table
+    from synthrank.rerank import BiEncoderScorer, load_scorer
+
+    e = run.config["evaluate"]
+    source = e["data"] or run.config["corpus"]
+    try:
+        dataset = load_dataset(source, split=e["split"])
+    except DataError as exc:
+        if e["data"]:
+            raise
+        logger.warning("the corpus carries no judged queries (%s): evaluating on the held-out synthetic queries", exc)
+        dataset = Dataset(name=run.dataset.name, corpus=run.dataset.corpus, queries={}, qrels={})
+    if not dataset.qrels:
+        return _evaluate_on_dev_groups(run, ctx)
+    dataset = subsample_queries(dataset, e["max_queries"])
+    retriever = run.retriever() if source == run.config["corpus"] else InMemoryBM25()
+    if source != run.config["corpus"]:
+        retriever.index(list(dataset.corpus.values()))
+    scorers: dict[str, Any] = {}
+    if "zero-shot" in e["baselines"]:
+        scorers["zero-shot bi-encoder"] = BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"])
+    scorers["synthrank"] = load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"])
+    report = evaluate_systems(dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], show_progress=run.show_progress)
+    result = {"main": report.to_json(per_query=True)}
+    tables = [format_table(report)]
+    if "llm-judge" in e["baselines"]:
+        judged = subsample_queries(dataset, e["llm_judge_max_queries"], seed=1)
+        from synthrank.label import LLMJudge
+        from synthrank.llm import LLMClient
+
+        with LLMClient(llm_config(run.config)) as client:
+            scorers["llm judge"] = LLMJudge(client, mode=run.config["label"]["judge_mode"])
+            sub = evaluate_systems(judged, retriever, scorers, split=e["split"], top_k=e["top_k"],
+                                   show_progress=run.show_progress)  # fmt: skip
+            result["llm_judge_subset"] = {**sub.to_json(per_query=True), "usage": client.usage.to_dict()}
+        tables.append(f"(subset of {len(judged.judged_queries())} queries, with the LLM judge)\n{format_table(sub)}")
+    write_json(ctx.path("evaluation.json"), result)
+    ctx.path("evaluation.txt").write_text("\n\n".join(tables) + "\n", encoding="utf-8")
+    systems = {s["name"]: s["metrics"] for s in result["main"]["systems"]}
+    return {"dataset": dataset.name, "split": e["split"], "queries": len(dataset.judged_queries()), "systems": systems,
+            "significance": [s for s in result["main"]["significance"] if s.get("metric") == "nDCG@10"]}  # fmt: skip
+
+
+def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]:
+    """No judged queries: rank each held-out synthetic query's positive among its negatives."""
+    from synthrank.rerank import BiEncoderScorer, load_scorer
+    from synthrank.train import DevSet
+
+    e = run.config["evaluate"]
+    dev_groups = read_groups(ctx.path("dev_groups.jsonl"))
+    if not dev_groups:
+        raise SynthrankError("nothing to evaluate on: the corpus has no qrels and no synthetic query was held out")
+    dev = DevSet.from_groups(dev_groups)
+    systems = {"zero-shot bi-encoder": dev.evaluate(BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"])),
+               "synthrank": dev.evaluate(load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"]))}  # fmt: skip
+    write_json(ctx.path("evaluation.json"), {"held_out_synthetic": systems})
+    ctx.path("evaluation.txt").write_text(
+        "\n".join(f"{name}: {metrics}" for name, metrics in systems.items()) + "\n", encoding="utf-8"
+    )
+    return {"dataset": "held-out synthetic queries", "queries": len({g.query_id for g in dev_groups}), "systems": systems}
+
+
+# ---------------------------------------------------------------------------------------------- plan
+
+
+def build_steps(run: RunContext) -> list[Step]:
+    """The steps in order, each with the settings that decide its result as its fingerprint."""
+    cfg = run.config
+    corpus = str(cfg["corpus"])
+    mine_cfg = {k: v for k, v in cfg["mine"].items() if k != "elasticsearch"}
+    return [
+        Step("generate", ["queries.jsonl", "generate_stats.json"], lambda c: run_generate(run, c),
+             {"corpus": corpus, "llm": _llm_identity(cfg), "generate": cfg["generate"]}, scratch=["rejected.jsonl"]),
+        Step("mine", ["candidates.jsonl", "mined_groups.jsonl"], lambda c: run_mine(run, c), {"mine": mine_cfg},
+             scratch=["mine_stats.json"]),
+        Step("label", ["labels.jsonl", "groups.jsonl"], lambda c: run_label(run, c),
+             {"llm": _llm_identity(cfg), "label": cfg["label"]}, scratch=["label_stats.json"]),
+        Step("train", ["train_summary.json"], lambda c: run_train(run, c), {"train": cfg["train"]},
+             scratch=["train", "dev_groups.jsonl"]),
+        Step("evaluate", ["evaluation.json"], lambda c: run_evaluate(run, c), {"evaluate": cfg["evaluate"]},
+             scratch=["evaluation.txt"]),
+    ]  # fmt: skip

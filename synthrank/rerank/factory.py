@@ -1,0 +1,54 @@
+"""One entry point from "a model name or folder" to a :class:`PairScorer`, whatever kind of model it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from synthrank.errors import ModelError
+from synthrank.rerank.base import PairScorer
+from synthrank.rerank.bi_encoder import BiEncoderScorer
+from synthrank.rerank.cross_encoder import CrossEncoderReranker, inspect_model
+
+ScorerKind = Literal["auto", "cross-encoder", "bi-encoder"]
+
+
+def load_scorer(model: str | Path, kind: ScorerKind | str = "auto", **kwargs: Any) -> PairScorer:
+    """Build the right scorer for ``model``; keyword arguments go to its constructor.
+
+    ``kind="auto"`` reads the model's config: a one-logit ``*ForSequenceClassification`` model
+    becomes a :class:`CrossEncoderReranker`, a plain encoder (e.g. the packaged ``"minilm"``
+    sentence embedder) a zero-shot :class:`BiEncoderScorer`. Anything else (a multi-class
+    classifier, a generative LLM, a folder without a recognisable architecture) raises
+    :class:`~synthrank.errors.ModelError` saying what was found.
+
+    Example:
+        >>> load_scorer("runs/medquad/model")        # a trained cross-encoder
+        >>> load_scorer("minilm")                    # the zero-shot bi-encoder baseline
+        >>> load_scorer("minilm", kind="cross-encoder", fresh_head=True)  # untrained head, for plumbing
+    """
+    if kind == "cross-encoder":
+        return CrossEncoderReranker(model, **kwargs)
+    if kind == "bi-encoder":
+        return BiEncoderScorer(model, **kwargs)
+    if kind != "auto":
+        raise ValueError(f"kind must be 'auto', 'cross-encoder' or 'bi-encoder', got {kind!r}")
+    info = inspect_model(model, trust_remote_code=bool(kwargs.get("trust_remote_code", False)))
+    if info.kind == "cross-encoder":
+        return CrossEncoderReranker(model, **kwargs)
+    if info.kind == "encoder":
+        return BiEncoderScorer(model, **kwargs)
+    if info.kind == "classifier":
+        raise ModelError(
+            f"{info.source} is {info.describe()}: a reranker needs exactly one relevance logit "
+            "(num_labels=1); train one with `synthrank train`"
+        )
+    if info.kind == "generative":
+        raise ModelError(
+            f"{info.source} is {info.describe()}: generative LLMs rerank through the LLM judge "
+            "(synthrank.label), not through load_scorer"
+        )
+    raise ModelError(
+        f"{info.source} is not a model synthrank can rerank with: {info.describe()}; expected a one-logit "
+        "sequence-classification cross-encoder or a transformer encoder"
+    )

@@ -1,0 +1,142 @@
+"""Dev sets scored during training: pick the best checkpoint and stop early on a ranking metric.
+
+Two kinds, both reduced to "rerank a fixed candidate list per query, then nDCG@10":
+
+- :meth:`DevSet.from_dataset`: real queries with qrels (e.g. a dev split) and the first stage's
+  top-k for each, retrieved once up front: the metric the method is judged by.
+- :meth:`DevSet.from_groups`: held-out training groups: rank the positive among its negatives
+  (no qrels needed; what a fully synthetic pipeline has).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthrank.data.groups import TrainingGroup
+from synthrank.data.records import Dataset, Qrels
+from synthrank.errors import DataError
+from synthrank.evaluate.metrics import evaluate_run
+from synthrank.rerank.base import PairScorer
+from synthrank.retrieve.base import Retriever
+
+logger = logging.getLogger(__name__)
+
+DEV_METRICS: tuple[str, ...] = ("nDCG@10", "MRR@10")
+
+
+@dataclass
+class DevSet:
+    """Fixed (query, candidates) lists with relevance judgements.
+
+    Args:
+        name: shown in logs and the model card.
+        queries: query id -> text.
+        candidates: query id -> [(doc id, text)] to rerank (the first stage's order).
+        qrels: query id -> doc id -> grade.
+        baseline: the metrics of the candidates' own order (e.g. BM25), for comparison.
+
+    Example:
+        >>> dev = DevSet.from_dataset(load_dataset("medquad", split="dev"), top_k=30, max_queries=200)
+        >>> dev.evaluate(scorer)["nDCG@10"]
+    """
+
+    name: str
+    queries: dict[str, str]
+    candidates: dict[str, list[tuple[str, str]]]
+    qrels: Qrels
+    baseline: dict[str, float] = field(default_factory=dict)
+    metrics: tuple[str, ...] = DEV_METRICS
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    @property
+    def num_pairs(self) -> int:
+        return sum(len(c) for c in self.candidates.values())
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Dataset,
+        top_k: int = 30,
+        max_queries: int | None = 200,
+        retriever: Retriever | None = None,
+        *,
+        seed: int = 0,
+        show_progress: bool = False,
+    ) -> DevSet:
+        """The first stage's top-k of (a seeded sample of) the dataset's judged queries.
+
+        ``retriever`` must already index ``dataset.corpus``; ``None`` builds an in-memory BM25 over it.
+        """
+        queries = dataset.judged_queries()
+        if not queries:
+            raise DataError(f"dataset {dataset.name!r} has no judged queries to build a dev set from")
+        qids = sorted(queries)
+        if max_queries is not None and len(qids) > max_queries:
+            pick = np.random.default_rng(seed).choice(len(qids), size=max_queries, replace=False)
+            qids = [qids[i] for i in sorted(pick)]
+        if retriever is None:
+            from synthrank.retrieve.bm25s_backend import InMemoryBM25
+
+            retriever = InMemoryBM25()
+            retriever.index(dataset.corpus.values())
+        hits = retriever.retrieve([queries[q].text for q in qids], k=top_k, show_progress=show_progress)
+        candidates = {
+            qid: [(h.doc_id, dataset.corpus[h.doc_id].full_text("\n")) for h in qh]
+            for qid, qh in zip(qids, hits, strict=True)
+        }
+        qrels = {qid: dict(dataset.qrels[qid]) for qid in qids}
+        run = {qid: {h.doc_id: float(h.score) for h in qh} for qid, qh in zip(qids, hits, strict=True)}
+        baseline = evaluate_run(run, qrels, DEV_METRICS).aggregate
+        return cls(dataset.name, {q: queries[q].text for q in qids}, candidates, qrels, baseline)
+
+    @classmethod
+    def from_groups(cls, groups: Sequence[TrainingGroup] | str | Path, name: str = "held-out groups") -> DevSet:
+        """Rank each group's positive among its negatives (graded by the judge's grades when present)."""
+        if isinstance(groups, str | Path):
+            from synthrank.data.groups import read_groups
+
+            name = str(groups)
+            groups = read_groups(groups)
+        if not groups:
+            raise DataError("no dev groups")
+        queries: dict[str, str] = {}
+        candidates: dict[str, list[tuple[str, str]]] = {}
+        qrels: Qrels = {}
+        run: dict[str, dict[str, float]] = {}
+        for i, g in enumerate(groups):
+            key = f"{i}:{g.query_id}"
+            passages = [g.positive, *g.negatives]
+            queries[key] = g.query
+            candidates[key] = [(f"{j}:{p.doc_id}", p.text) for j, p in enumerate(passages)]
+            grades = [1 if g.positive.grade is None else max(1, g.positive.grade)]
+            grades += [0 if n.grade is None else n.grade for n in g.negatives]
+            qrels[key] = {doc_id: grade for (doc_id, _), grade in zip(candidates[key], grades, strict=True)}
+            ranks = [p.rank if p.rank is not None else j for j, p in enumerate(passages)]
+            run[key] = {doc_id: -float(r) for (doc_id, _), r in zip(candidates[key], ranks, strict=True)}
+        return cls(name, queries, candidates, qrels, evaluate_run(run, qrels, DEV_METRICS).aggregate)
+
+    def evaluate(self, scorer: PairScorer, *, show_progress: bool = False) -> dict[str, float]:
+        """Rerank every query's candidates with ``scorer``; the averaged metrics."""
+        qids = list(self.candidates)
+        queries = [self.queries[q] for q in qids for _ in self.candidates[q]]
+        texts = [text for q in qids for _, text in self.candidates[q]]
+        scores = np.asarray(scorer.score_pairs(queries, texts, show_progress=show_progress), dtype=np.float64)
+        run: dict[str, dict[str, float]] = {}
+        pos = 0
+        for q in qids:
+            run[q] = {}
+            for doc_id, _ in self.candidates[q]:
+                run[q][doc_id] = float(scores[pos])
+                pos += 1
+        return evaluate_run(run, self.qrels, self.metrics).aggregate
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "queries": len(self), "pairs": self.num_pairs, "baseline": self.baseline}

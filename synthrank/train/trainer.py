@@ -1,0 +1,773 @@
+"""Cross-encoder training with LCE (or BCE / listwise distillation), checkpoints and exact resume.
+
+One optimizer step = ``batch_size x gradient_accumulation`` groups of G (query, passage) pairs.
+A batch's B x G pairs are tokenized together, sorted by token length and run in passes of
+``length_bucket_rows`` rows, so each pass pads to almost nothing; the logits are put back in
+group order and the loss sees the whole ``[B, G]`` matrix, so bucketing changes speed, not the
+loss. (sentence-transformers' trainer pads each column of a batch to its longest member.)
+
+A kill -9 costs at most ``save_every`` steps: a checkpoint holds the weights (safetensors),
+AdamW's moments, the scheduler, the fp16 grad scaler, the python/numpy/torch(/CUDA) RNG states,
+the step (the data position: epoch order and negative draws are functions of seed, epoch and
+group alone) and the dev history. Resuming restores all of it and reaches the same weights as
+an uninterrupted run (bit-identical on CPU).
+
+Output folder::
+
+    model/            the trained cross-encoder: safetensors + tokenizer + config (num_labels=1) + README.md
+                      (the best dev checkpoint when a dev set was given, else the last step)
+    metrics.json      config, data counts, loss per step, dev metrics, timings
+    README.md         the model card (also inside model/)
+    loss.png, dev_ndcg.png
+    run_config.yaml   the resolved settings
+    checkpoints/      step-NNNNNN/ while training (removed once the run completes)
+    best/             best dev checkpoint while training (removed once copied to model/)
+
+Multi-GPU: launch the same script with ``accelerate launch`` or ``torchrun``; when the environment
+says ``WORLD_SIZE > 1`` the trainer wraps the model with :mod:`accelerate` (DDP) and each process
+takes its share of every batch. The single-process path never imports accelerate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthrank.data.groups import TrainingGroup
+from synthrank.data.jsonl import atomic_write, write_json
+from synthrank.errors import DataError, ModelError, SynthrankError
+from synthrank.train.config import TrainConfig
+from synthrank.train.data import GroupSampler, SampledGroup, groups_fingerprint, load_groups
+from synthrank.train.dev import DevSet
+from synthrank.train.report import write_model_card, write_plots
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "trainer_state.pt"
+DEV_METRIC = "nDCG@10"
+
+
+@dataclass
+class TrainResult:
+    """Where the model went and how training went.
+
+    ``model_dir`` is the folder to load (``load_scorer(result.model_dir)``); ``completed`` is
+    ``False`` when the run was stopped on purpose before its end (``stop_after_steps``).
+    """
+
+    output_dir: Path
+    model_dir: Path
+    metrics: dict[str, Any]
+    best_step: int | None
+    completed: bool = True
+    global_step: int = 0
+    total_steps: int = 0
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def set_seed(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Fill a temporary folder beside ``target`` and rename it into place (replacing an older one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        fill(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def collate(
+    input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]] | None, pad_id: int, device: str
+) -> dict[str, Any]:
+    """Right-padded tensors for one forward pass, padded to its own longest row.
+
+    When no row is padded (common after length sorting, where many pairs fill ``max_length``) the
+    attention mask is left out, which lets SDPA take its faster mask-free kernel.
+    """
+    import torch
+
+    width = max(len(r) for r in input_ids)
+    ids = np.full((len(input_ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(input_ids), width), dtype=np.int64)
+    types = np.zeros((len(input_ids), width), dtype=np.int64) if token_type_ids is not None else None
+    for i, row in enumerate(input_ids):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+        if types is not None and token_type_ids is not None:
+            types[i, : len(row)] = token_type_ids[i]
+    out = {"input_ids": torch.from_numpy(ids)}
+    if not all(len(r) == width for r in input_ids):
+        out["attention_mask"] = torch.from_numpy(mask)
+    if types is not None:
+        out["token_type_ids"] = torch.from_numpy(types)
+    if device != "cpu":
+        out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
+    return out
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> bf16 on a CUDA GPU that has it, fp16 on other GPUs, fp32 on CPU."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    if precision == "auto":
+        if not cuda:
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise DataError(
+            f"{precision} autocast runs on CUDA only and this run is on {device}; use precision 'auto' or 'fp32'",
+            field="precision",
+        )
+    return precision
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+class RerankerTrainer:
+    """Trains a one-logit cross-encoder on training groups; see the module docstring.
+
+    Args:
+        config: the run's settings.
+        output_dir: checkpoints, the model folder, metrics, plots and the model card go here.
+
+    Example:
+        >>> trainer = RerankerTrainer(TrainConfig(model="minilm", loss="lce", group_size=8), "runs/lce")
+        >>> result = trainer.train("out/groups.jsonl", dev=DevSet.from_dataset(dev_data, top_k=30))
+        >>> CrossEncoderReranker(result.model_dir).score_pairs(["q"], ["passage"])
+    """
+
+    def __init__(self, config: TrainConfig, output_dir: str | Path) -> None:
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.checkpoint_root = self.output_dir / "checkpoints"
+        self.best_dir = self.output_dir / "best"
+        self.model_dir = self.output_dir / "model"
+        self._accelerator: Any = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.checkpoint_root.exists():
+            return []
+        found = [p for p in self.checkpoint_root.glob("step-*") if (p / STATE_FILE).exists() and (p / WEIGHTS_FILE).exists()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, state: dict[str, Any]) -> None:
+        import torch
+        from safetensors.torch import save_model
+
+        target = self.checkpoint_root / f"step-{state['global_step']:06d}"
+
+        def fill(tmp: Path) -> None:
+            save_model(model, str(tmp / WEIGHTS_FILE))
+            payload = {
+                **state,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng_state(),
+            }
+            torch.save(payload, tmp / STATE_FILE)
+
+        atomic_dir(target, fill)
+        for old in self.checkpoints()[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        logger.info("checkpoint %s", target)
+
+    def _load_checkpoint(self, path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
+        import torch
+        from safetensors.torch import load_model
+
+        device = str(next(model.parameters()).device)
+        missing, unexpected = load_model(model, str(path / WEIGHTS_FILE), strict=False, device=device)
+        if missing or unexpected:
+            raise ModelError(
+                f"checkpoint {path} does not fit this model (missing {sorted(missing)[:3]}, unexpected "
+                f"{sorted(unexpected)[:3]}); was it written for another backbone?"
+            )
+        state: dict[str, Any] = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        return state
+
+    def _clear(self) -> None:
+        for path in (self.checkpoint_root, self.best_dir, self.model_dir):
+            if path.exists():
+                shutil.rmtree(path)
+        for name in ("metrics.json", "README.md", "loss.png", "dev_ndcg.png", "run_config.yaml"):
+            (self.output_dir / name).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ loading
+
+    def _load_model(self, device: str) -> tuple[Any, Any, str]:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from synthrank.rerank.cross_encoder import inspect_model, quiet_transformers
+
+        cfg = self.config
+        info = inspect_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        if info.kind not in ("encoder", "cross-encoder"):
+            raise ModelError(
+                f"{info.source} is {info.describe()}: training starts from a transformer encoder (a fresh "
+                "one-logit head is added) or from a one-logit cross-encoder"
+            )
+        with quiet_transformers():
+            try:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    info.source,
+                    num_labels=1,
+                    use_safetensors=True,
+                    trust_remote_code=cfg.trust_remote_code,
+                    dtype=torch.float32,
+                )
+                tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or info.source, trust_remote_code=cfg.trust_remote_code)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load {info.source!r} as a cross-encoder to train: {exc}") from None
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token_id is None:
+                raise ModelError(f"the tokenizer of {info.source!r} has no padding token and no end token")
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if tokenizer.padding_side != "right":
+            tokenizer.padding_side = "right"
+        limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)
+        if cfg.max_length > limit:
+            raise DataError(f"max_length {cfg.max_length} exceeds the model's {limit} positions", field="max_length")
+        if info.kind == "encoder":
+            logger.info("%s is a plain encoder: training a fresh one-logit head on it", info.source)
+        return model.to(device), tokenizer, info.source
+
+    # ------------------------------------------------------------------ training
+
+    def train(
+        self,
+        groups: str | Path | Sequence[TrainingGroup],
+        dev: DevSet | None = None,
+        *,
+        restart: bool = False,
+        stop_after_steps: int | None = None,
+        show_progress: bool = True,
+    ) -> TrainResult:
+        """Train (resuming from this folder's checkpoint when its settings match) and write the outputs.
+
+        Args:
+            groups: a groups JSONL path or training groups in memory.
+            dev: scored every ``eval_every`` steps (or each epoch); keeps the best checkpoint, drives early stopping.
+            restart: delete this folder's checkpoints and outputs and start over.
+            stop_after_steps: checkpoint and return after this optimizer step (``completed=False``), as if
+                killed there; a later call resumes. For tests and time-boxed runs.
+            show_progress: a tqdm bar with loss and throughput.
+
+        Raises:
+            SynthrankError: the folder holds a run with other settings or data (pass ``restart=True``).
+            DataError: bad groups (file, line and field named) or bad settings.
+        """
+        cfg = self.config
+        started = time.perf_counter()
+        group_list, lines, source = load_groups(groups)
+        if not group_list:
+            raise DataError("no training groups", path=source)
+        sampler = GroupSampler(group_list, cfg, path=source, lines=lines)
+        fingerprint: dict[str, Any] = {
+            "config": cfg.fingerprint(),
+            "groups": groups_fingerprint(group_list),
+            "dev": None if dev is None else {"name": dev.name, "queries": len(dev), "pairs": dev.num_pairs},
+        }
+        if restart:
+            self._clear()
+        done = self._finished_run()
+        if done is not None:
+            if done.get("fingerprint") == fingerprint:
+                logger.info("%s already holds this finished run; nothing to do", self.output_dir)
+                return self._result(done)
+            raise SynthrankError(
+                f"{self.output_dir} holds a finished run with other settings or data; "
+                "use another output folder or restart (--restart) to overwrite it"
+            )
+        checkpoints = self.checkpoints()
+        if checkpoints:
+            import torch
+
+            saved = torch.load(checkpoints[-1] / STATE_FILE, map_location="cpu", weights_only=False)
+            if saved.get("fingerprint") != fingerprint:
+                ours: dict[str, Any] = fingerprint["config"]
+                theirs: dict[str, Any] = (saved.get("fingerprint") or {}).get("config") or {}
+                changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+                what = f"settings {', '.join(changed)}" if changed else "training groups or dev set"
+                raise SynthrankError(
+                    f"{checkpoints[-1]} was written by a run with other settings ({what} differ); resume with the "
+                    "same settings, use another output folder, or restart (--restart) to start over"
+                )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        return self._run(sampler, dev, fingerprint, checkpoints, source, started, stop_after_steps, show_progress)
+
+    def _finished_run(self) -> dict[str, Any] | None:
+        path = self.output_dir / "metrics.json"
+        if not path.exists():
+            return None
+        try:
+            metrics: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+        return metrics if metrics.get("completed") and self.model_dir.exists() else None
+
+    def _result(self, metrics: dict[str, Any]) -> TrainResult:
+        return TrainResult(
+            output_dir=self.output_dir,
+            model_dir=self.model_dir,
+            metrics=metrics,
+            best_step=metrics.get("best_step"),
+            completed=bool(metrics.get("completed")),
+            global_step=int(metrics.get("global_step", 0)),
+            total_steps=int(metrics.get("total_steps", 0)),
+        )
+
+    def _run(
+        self,
+        sampler: GroupSampler,
+        dev: DevSet | None,
+        fingerprint: dict[str, Any],
+        checkpoints: list[Path],
+        source: str | None,
+        started: float,
+        stop_after_steps: int | None,
+        show_progress: bool,
+    ) -> TrainResult:
+        import torch
+        from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg = self.config
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        distributed = world > 1
+        if distributed:
+            device, precision = self._setup_accelerate()
+            rank = int(self._accelerator.process_index)
+        else:
+            from synthrank.rerank.cross_encoder import resolve_device
+
+            device = resolve_device(cfg.device)
+            precision = resolve_precision(cfg.precision, device)
+            rank = 0
+        is_main = rank == 0
+        set_seed(cfg.seed)
+        model, tokenizer, base_path = self._load_model(device)
+        if cfg.gradient_checkpointing:
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the old name is deprecated)
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+        params = [
+            {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+            {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+        steps_per_epoch = math.ceil(len(sampler) / cfg.groups_per_step)
+        total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
+        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and not distributed else None
+        raw_model = model
+        if distributed:
+            model, optimizer = self._accelerator.prepare(model, optimizer)
+
+        state: dict[str, Any] = {
+            "global_step": 0,
+            "history": [],
+            "dev_history": [],
+            "best_metric": None,
+            "best_step": None,
+            "bad_evals": 0,
+            "train_seconds": 0.0,
+            "groups_trained": 0,
+            "stopped_early": False,
+        }
+        if checkpoints:
+            loaded = self._load_checkpoint(checkpoints[-1], raw_model, optimizer, scheduler, scaler)
+            for key in state:
+                state[key] = loaded.get(key, state[key])
+            logger.info("resuming from %s (step %d of %d)", checkpoints[-1], state["global_step"], total_steps)
+
+        autocast: Callable[[], Any]
+        if distributed:
+            autocast = self._accelerator.autocast
+        elif precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            autocast = lambda: torch.autocast("cuda", dtype=dtype)  # noqa: E731
+        else:
+            autocast = contextlib.nullcontext
+        bucket = 0 if distributed else cfg.length_bucket_rows  # DDP wants one forward per backward
+        pad_id = int(tokenizer.pad_token_id)
+
+        def forward_groups(batch: list[SampledGroup]) -> Any:
+            """Logits ``[len(batch), G]`` of a batch of groups, computed in length-sorted passes."""
+            queries = [g.query for g in batch for _ in g.passages]
+            texts = [p for g in batch for p in g.passages]
+            enc = tokenizer(queries, texts, truncation="longest_first", max_length=cfg.max_length, padding=False)
+            ids = enc["input_ids"]
+            types = enc.get("token_type_ids")
+            n = len(ids)
+            rows = max(1, bucket) if bucket else n
+            order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
+            outs = []
+            with autocast():
+                for start in range(0, n, rows):
+                    idx = order[start : start + rows]
+                    inputs = collate([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
+                                     pad_id, device)
+                    outs.append(model(**inputs).logits[:, 0])
+            flat = torch.cat(outs).float()
+            inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
+            return flat[inverse].view(len(batch), -1)
+
+        def batch_loss(batch: list[SampledGroup]) -> Any:
+            from synthrank.train.losses import bce_loss, lce_loss, listwise_loss
+
+            logits = forward_groups(batch)
+            if cfg.loss == "lce":
+                return lce_loss(logits)
+            if cfg.loss == "bce":
+                labels = torch.tensor([g.labels for g in batch], dtype=torch.float32, device=logits.device)
+                return bce_loss(logits, labels)
+            grades = torch.tensor([g.grades for g in batch], dtype=torch.float32, device=logits.device)
+            return listwise_loss(logits, grades, cfg.listwise_temperature)
+
+        def evaluate() -> dict[str, float]:
+            from synthrank.rerank.cross_encoder import CrossEncoderReranker
+
+            assert dev is not None
+            raw_model.eval()
+            scorer = CrossEncoderReranker.from_model(
+                raw_model, tokenizer, batch_size=cfg.dev_batch_size, max_length=cfg.max_length
+            )
+            with autocast():
+                found = dev.evaluate(scorer)
+            raw_model.train()
+            return found
+
+        if dev is not None and not state["dev_history"] and state["global_step"] == 0 and is_main:
+            logger.info("dev set %s: %d queries, first stage %s", dev.name, len(dev), dev.baseline)
+
+        model.train()
+        global_step = int(state["global_step"])
+        bar = tqdm(total=total_steps, initial=global_step, desc=f"train {cfg.loss}", unit="step",
+                   disable=not (show_progress and is_main), smoothing=0.05)
+        t_segment = time.perf_counter()
+        segment_groups = 0
+        ema: float | None = None
+        stopped_on_request = False
+        try:
+            while global_step < total_steps and not state["stopped_early"]:
+                t_step = time.perf_counter()
+                epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
+                order = sampler.epoch_order(epoch)
+                window = order[step_in_epoch * cfg.groups_per_step : (step_in_epoch + 1) * cfg.groups_per_step]
+                micro = [window[i : i + cfg.batch_size] for i in range(0, len(window), cfg.batch_size)]
+                loss_sum = 0.0
+                for k, mb in enumerate(micro):
+                    local = mb[rank::world] if distributed else mb
+                    weight = len(local) * world / len(window)
+                    if len(local) == 0:  # this process has nothing in a tiny last batch: join with a zero loss
+                        local, weight = mb[:1], 0.0
+                    batch = [sampler.sample(int(i), epoch) for i in local]
+                    sync = (
+                        self._accelerator.no_sync(model)
+                        if distributed and k < len(micro) - 1
+                        else contextlib.nullcontext()
+                    )
+                    with sync:
+                        loss = batch_loss(batch)
+                        scaled = loss * weight
+                        if distributed:
+                            self._accelerator.backward(scaled)
+                        elif scaler is not None:
+                            scaler.scale(scaled).backward()
+                        else:
+                            scaled.backward()
+                    loss_sum += float(loss.detach()) * len(local) / len(window) * (weight > 0)
+                if distributed:
+                    loss_sum = float(self._accelerator.reduce(torch.tensor(loss_sum, device=device), "sum"))
+                if cfg.max_grad_norm > 0:
+                    if distributed:
+                        self._accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    else:
+                        if scaler is not None:
+                            scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                global_step += 1
+                segment_groups += len(window)
+                step_seconds = time.perf_counter() - t_step
+                state["history"].append(
+                    {"step": global_step, "epoch": epoch, "loss": loss_sum, "lr": float(scheduler.get_last_lr()[0])}
+                )
+                ema = loss_sum if ema is None else 0.9 * ema + 0.1 * loss_sum
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.4f}", groups_s=f"{len(window) / max(step_seconds, 1e-9):.1f}")
+                if global_step % cfg.log_every == 0 and is_main:
+                    logger.info("step %d/%d loss %.4f lr %.2e", global_step, total_steps, ema,
+                                scheduler.get_last_lr()[0])
+
+                at_end = global_step == total_steps
+                epoch_end = global_step % steps_per_epoch == 0
+                eval_now = dev is not None and (
+                    at_end or (cfg.eval_every > 0 and global_step % cfg.eval_every == 0)
+                    or (cfg.eval_every == 0 and epoch_end)
+                )
+                now = time.perf_counter()
+                state["train_seconds"] += now - t_segment
+                state["groups_trained"] += segment_groups
+                segment_groups = 0
+                if eval_now:
+                    found = evaluate()
+                    state["dev_history"].append({"step": global_step, **found})
+                    value = found[DEV_METRIC]
+                    improved = state["best_metric"] is None or value > state["best_metric"]
+                    if improved:
+                        state["best_metric"], state["best_step"], state["bad_evals"] = value, global_step, 0
+                        if is_main:
+                            self._save_model(raw_model, tokenizer, self.best_dir)
+                    else:
+                        state["bad_evals"] += 1
+                    if is_main:
+                        bar.write(f"step {global_step}: dev {DEV_METRIC} {value:.4f}"
+                                  f"{' (best)' if improved else ''}")
+                    if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
+                        state["stopped_early"] = True
+                state["global_step"] = global_step
+                stop_now = stop_after_steps is not None and global_step >= stop_after_steps and not at_end
+                final = at_end or state["stopped_early"]
+                if (cfg.save_every > 0 and global_step % cfg.save_every == 0) or stop_now or final:
+                    if is_main:
+                        self._save_checkpoint(
+                            raw_model, optimizer, scheduler, scaler, {**state, "fingerprint": fingerprint}
+                        )
+                    if distributed:
+                        self._accelerator.wait_for_everyone()
+                t_segment = time.perf_counter()
+                if state["stopped_early"]:
+                    if is_main:
+                        logger.info("early stop at step %d: no dev improvement in %d evaluations", global_step,
+                                    cfg.early_stopping_patience)
+                    break
+                if stop_now:
+                    stopped_on_request = True
+                    break
+        finally:
+            bar.close()
+
+        metrics = self._metrics(state, sampler, dev, fingerprint, source, base_path, device, precision,
+                                total_steps, steps_per_epoch, started)
+        if stopped_on_request:
+            metrics["completed"] = False
+            if is_main:
+                write_json(self.output_dir / "metrics.json", metrics)
+            return TrainResult(self.output_dir, self.model_dir, metrics, state["best_step"], False, global_step, total_steps)
+        if is_main:
+            self._export(raw_model, tokenizer, metrics)
+        if distributed:
+            self._accelerator.wait_for_everyone()
+        return self._result(metrics)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _setup_accelerate(self) -> tuple[str, str]:
+        try:
+            from accelerate import Accelerator
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise SynthrankError("multi-process training needs accelerate: pip install 'synthrank[train]'") from exc
+        import torch
+
+        cuda = torch.cuda.is_available() and self.config.device != "cpu"
+        precision = resolve_precision(self.config.precision, "cuda" if cuda else "cpu")
+        mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+        self._accelerator = Accelerator(mixed_precision=mixed, cpu=not cuda)
+        return str(self._accelerator.device), precision
+
+    def _save_model(self, model: Any, tokenizer: Any, target: Path) -> None:
+        from synthrank.rerank.cross_encoder import quiet_transformers
+
+        def fill(tmp: Path) -> None:
+            with quiet_transformers():
+                model.save_pretrained(str(tmp))  # safetensors (the default)
+                tokenizer.save_pretrained(str(tmp))
+
+        atomic_dir(target, fill)
+
+    def _export(self, model: Any, tokenizer: Any, metrics: dict[str, Any]) -> None:
+        import yaml
+
+        if self.best_dir.exists() and metrics.get("best_step") is not None:
+            best = self.best_dir
+
+            def copy_best(tmp: Path) -> None:
+                shutil.copytree(best, tmp, dirs_exist_ok=True)
+
+            atomic_dir(self.model_dir, copy_best)
+        else:
+            self._save_model(model, tokenizer, self.model_dir)
+        with atomic_write(self.output_dir / "run_config.yaml") as fh:
+            yaml.safe_dump(self.config.to_dict(), fh, sort_keys=False)
+        try:
+            write_plots(metrics, self.output_dir)
+        except Exception as exc:  # a plot must never lose a trained model
+            logger.warning("could not draw the training plots: %s", exc)
+        write_model_card(metrics, self.output_dir, self.model_dir)
+        write_json(self.output_dir / "metrics.json", metrics)
+        # the run is complete and recorded: the resumable state is no longer needed
+        shutil.rmtree(self.checkpoint_root, ignore_errors=True)
+        shutil.rmtree(self.best_dir, ignore_errors=True)
+
+    def _metrics(
+        self,
+        state: dict[str, Any],
+        sampler: GroupSampler,
+        dev: DevSet | None,
+        fingerprint: dict[str, Any],
+        source: str | None,
+        base_path: str,
+        device: str,
+        precision: str,
+        total_steps: int,
+        steps_per_epoch: int,
+        started: float,
+    ) -> dict[str, Any]:
+        import torch
+
+        history = state["history"]
+        tail = [h["loss"] for h in history[-10:]]
+        best_dev = next((d for d in state["dev_history"] if d["step"] == state["best_step"]), None)
+        train_seconds = float(state["train_seconds"])
+        metrics: dict[str, Any] = {
+            "completed": True,
+            "fingerprint": fingerprint,
+            "config": self.config.to_dict(),
+            "base_model_path": base_path,
+            "model_dir": str(self.model_dir),
+            "data": {**sampler.stats, "source": source or "in-memory groups"},
+            "dev": dev.describe() if dev is not None else None,
+            "dev_metric": DEV_METRIC,
+            "global_step": int(state["global_step"]),
+            "total_steps": total_steps,
+            "steps_per_epoch": steps_per_epoch,
+            "stopped_early": bool(state["stopped_early"]),
+            "best_step": state["best_step"],
+            "best_dev": best_dev,
+            "dev_history": state["dev_history"],
+            "final_loss": float(sum(tail) / len(tail)) if tail else float("nan"),
+            "train_seconds": round(train_seconds, 3),
+            "groups_trained": int(state["groups_trained"]),
+            "groups_per_second": state["groups_trained"] / train_seconds if train_seconds > 0 else 0.0,
+            "pairs_per_second": state["groups_trained"] * self.config.group_size / train_seconds if train_seconds > 0 else 0.0,
+            "wall_seconds_this_session": round(time.perf_counter() - started, 3),
+            "device": device,
+            "precision": precision,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "history": history,
+        }
+        if torch.cuda.is_available() and device.startswith("cuda"):
+            metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return metrics
+
+
+def train_reranker(
+    groups: str | Path | Sequence[TrainingGroup],
+    output_dir: str | Path,
+    config: TrainConfig | None = None,
+    dev: DevSet | None = None,
+    *,
+    show_progress: bool = True,
+    restart: bool = False,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train a cross-encoder reranker on training groups; see :class:`RerankerTrainer`.
+
+    Resumes automatically from ``output_dir``'s checkpoint when the settings and data match
+    (a :class:`~synthrank.errors.SynthrankError` mentioning "other settings" otherwise);
+    ``restart=True`` starts over.
+
+    Example:
+        >>> result = train_reranker("out/groups.jsonl", "runs/lce", TrainConfig(loss="lce", group_size=8))
+        >>> load_scorer(result.model_dir).score_pairs(["what causes glaucoma"], [passage])
+    """
+    trainer = RerankerTrainer(config or TrainConfig(), output_dir)
+    return trainer.train(groups, dev, restart=restart, stop_after_steps=stop_after_steps, show_progress=show_progress)

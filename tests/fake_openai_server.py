@@ -1,0 +1,208 @@
+"""A hand-written OpenAI-compatible server for FAULT INJECTION only (429 + Retry-After, 500,
+timeouts, dropped connections, malformed bodies, refusals, truncated output).
+
+The real behaviour of the LLM layer is tested against llama.cpp's server in `integration/`;
+this one exists because a real server cannot be made to fail on cue. It listens on
+127.0.0.1 only, every sleep is bounded, and it serves a script of faults:
+
+    with FakeOpenAIServer() as server:
+        server.script([Fault.status(429, retry_after="0.1"), Fault.ok('{"grade": 3}')])
+        ...  # point LLMConfig(base_url=server.base_url) at it
+
+When the script is empty, ``responder(body) -> Fault`` decides (default: echo a fixed answer).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MAX_SLEEP = 5.0
+
+
+@dataclass
+class Fault:
+    """What the server does with one request."""
+
+    kind: str  # ok | status | sleep | malformed | drop
+    content: str = ""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    finish_reason: str = "stop"
+    logprobs: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def ok(cls, content: str, *, logprobs: list[dict[str, Any]] | None = None) -> Fault:
+        return cls("ok", content=content, logprobs=logprobs)
+
+    @classmethod
+    def status_code(cls, status: int, *, retry_after: str | None = None, retry_after_ms: str | None = None) -> Fault:
+        headers = {}
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        if retry_after_ms is not None:
+            headers["retry-after-ms"] = retry_after_ms
+        return cls("status", status=status, headers=headers)
+
+    @classmethod
+    def sleep(cls, seconds: float, content: str = "late") -> Fault:
+        return cls("sleep", content=content, seconds=min(seconds, MAX_SLEEP))
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        return cls("malformed")
+
+    @classmethod
+    def drop(cls) -> Fault:
+        return cls("drop")
+
+    @classmethod
+    def refusal(cls) -> Fault:
+        return cls("ok", content="I'm sorry, but I can't help with that request.")
+
+    @classmethod
+    def truncated(cls, content: str) -> Fault:
+        return cls("ok", content=content, finish_reason="length")
+
+
+def chat_body(model: str, content: str, finish_reason: str = "stop", logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": content},
+        "finish_reason": finish_reason,
+        "logprobs": {"content": logprobs} if logprobs else None,
+    }
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": {"prompt_tokens": 10, "completion_tokens": max(1, len(content.split())), "total_tokens": 10 + len(content.split())},
+    }
+
+
+def yes_no_logprobs(p_yes: float) -> list[dict[str, Any]]:
+    """A one-token ``logprobs.content`` with P(Yes) = p_yes, as llama.cpp's server returns it."""
+    import math
+
+    top = [
+        {"token": "Yes", "logprob": math.log(max(p_yes, 1e-9)), "bytes": None},
+        {"token": "No", "logprob": math.log(max(1 - p_yes, 1e-9)), "bytes": None},
+    ]
+    first = top[0] if p_yes >= 0.5 else top[1]
+    return [{"token": first["token"], "logprob": first["logprob"], "bytes": None, "top_logprobs": top}]
+
+
+class FakeOpenAIServer:
+    """Scripted faults on ``POST /v1/chat/completions``; ``GET /v1/models`` lists one model."""
+
+    def __init__(self, *, model: str = "fake-model", responder: Callable[[dict[str, Any]], Fault] | None = None) -> None:
+        self.model = model
+        self.responder = responder or (lambda body: Fault.ok('{"ok": true}'))
+        self.requests: list[dict[str, Any]] = []
+        self.headers_seen: list[dict[str, str]] = []
+        self._script: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def script(self, faults: list[Fault]) -> None:
+        with self._lock:
+            self._script.extend(faults)
+
+    @property
+    def calls(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def _next(self, body: dict[str, Any]) -> Fault:
+        with self._lock:
+            self.requests.append(body)
+            if self._script:
+                return self._script.popleft()
+        return self.responder(body)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # silence
+                pass
+
+            def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    body = {"object": "list", "data": [{"id": server.model, "object": "model"}]}
+                    self._send(200, json.dumps(body).encode())
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    self._send(400, b'{"error": {"message": "bad json"}}')
+                    return
+                with server._lock:
+                    server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+                fault = server._next(body)
+                model = body.get("model", server.model)
+                if fault.kind == "status":
+                    err = {"error": {"message": f"injected HTTP {fault.status}", "type": "fault", "code": fault.status}}
+                    self._send(fault.status, json.dumps(err).encode(), fault.headers)
+                elif fault.kind == "malformed":
+                    self._send(200, b'{"id": "x", "choices": [{"message": {"content": "trunc')
+                elif fault.kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                else:
+                    if fault.kind == "sleep":
+                        time.sleep(fault.seconds)
+                    payload = chat_body(model, fault.content, fault.finish_reason, fault.logprobs)
+                    self._send(200, json.dumps(payload).encode())
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,221 @@
+"""SynthRankRanker: serialisation round trips, the scorer's scores on the right pairs, no input mutation, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("haystack")
+
+from haystack import Document, Pipeline
+from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+from haystack.utils import ComponentDevice
+from scipy.special import expit
+
+import haystack_synthrank.synth_rank_ranker as ranker_module
+from haystack_synthrank import SynthRankRanker
+from synthrank.errors import DataError
+from tests.adapter_helpers import OverlapScorer
+
+TYPE = "haystack_synthrank.synth_rank_ranker.SynthRankRanker"
+
+
+@pytest.fixture
+def scorer(monkeypatch: pytest.MonkeyPatch) -> OverlapScorer:
+    """Patch model loading at its import path; record what the ranker asked for."""
+    the_scorer = OverlapScorer()
+    the_scorer.load_calls = []  # type: ignore[attr-defined]
+
+    def fake_load(model: str, **kwargs: Any) -> OverlapScorer:
+        the_scorer.load_calls.append({"model": model, **kwargs})  # type: ignore[attr-defined]
+        return the_scorer
+
+    monkeypatch.setattr(ranker_module, "load_scorer_for", fake_load)
+    return the_scorer
+
+
+def _docs() -> list[Document]:
+    return [
+        Document(id="a", content="Glaucoma damages the optic nerve.", meta={"title": "Glaucoma"}),
+        Document(id="b", content="Insulin lowers blood glucose.", meta={"title": "Insulin"}),
+        Document(id="c", content="The optic nerve.", meta={"title": "Anatomy"}),
+    ]
+
+
+def test_to_dict_defaults() -> None:
+    assert SynthRankRanker(model="runs/m").to_dict() == {
+        "type": TYPE,
+        "init_parameters": {
+            "model": "runs/m",
+            "device": None,
+            "top_k": 10,
+            "query_prefix": "",
+            "document_prefix": "",
+            "meta_fields_to_embed": [],
+            "embedding_separator": "\n",
+            "scale_score": True,
+            "score_threshold": None,
+            "batch_size": 16,
+            "max_length": None,
+            "kind": "auto",
+        },
+    }
+
+
+def test_to_dict_from_dict_round_trip_with_every_parameter() -> None:
+    ranker = SynthRankRanker(
+        model="runs/m",
+        device=ComponentDevice.from_str("cpu"),
+        top_k=3,
+        query_prefix="query: ",
+        document_prefix="passage: ",
+        meta_fields_to_embed=["title"],
+        embedding_separator=" | ",
+        scale_score=False,
+        score_threshold=0.25,
+        batch_size=4,
+        max_length=128,
+        kind="cross-encoder",
+    )
+    data = ranker.to_dict()
+    assert data == {
+        "type": TYPE,
+        "init_parameters": {
+            "model": "runs/m",
+            "device": {"type": "single", "device": "cpu"},
+            "top_k": 3,
+            "query_prefix": "query: ",
+            "document_prefix": "passage: ",
+            "meta_fields_to_embed": ["title"],
+            "embedding_separator": " | ",
+            "scale_score": False,
+            "score_threshold": 0.25,
+            "batch_size": 4,
+            "max_length": 128,
+            "kind": "cross-encoder",
+        },
+    }
+    again = SynthRankRanker.from_dict(data)
+    assert again.to_dict() == data
+    assert again.device == ComponentDevice.from_str("cpu")
+
+
+def test_pipeline_yaml_round_trip() -> None:
+    store = InMemoryDocumentStore()
+    pipe = Pipeline()
+    pipe.add_component("retriever", InMemoryBM25Retriever(document_store=store, top_k=20))
+    pipe.add_component("ranker", SynthRankRanker(model="runs/m", top_k=5, meta_fields_to_embed=["title"]))
+    pipe.connect("retriever.documents", "ranker.documents")
+    yaml_text = pipe.dumps()
+    assert TYPE in yaml_text
+    loaded = Pipeline.loads(yaml_text)
+    loaded_ranker = loaded.get_component("ranker")
+    assert isinstance(loaded_ranker, SynthRankRanker)
+    assert loaded_ranker.to_dict() == SynthRankRanker(model="runs/m", top_k=5, meta_fields_to_embed=["title"]).to_dict()
+    assert loaded.dumps() == yaml_text
+
+
+def test_importing_the_package_registers_it_for_a_fresh_process_load() -> None:
+    yaml_text = Pipeline()
+    yaml_text.add_component("ranker", SynthRankRanker(model="runs/m"))
+    code = (
+        "import sys\n"
+        "from haystack import Pipeline\n"
+        "from haystack.core.errors import DeserializationError\n"
+        "text = sys.stdin.read()\n"
+        "try:\n"
+        "    Pipeline.loads(text)\n"
+        "    print('loaded-before-import')\n"
+        "except DeserializationError:\n"
+        "    print('refused-before-import')\n"
+        "import haystack_synthrank\n"
+        "print(type(Pipeline.loads(text).get_component('ranker')).__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=yaml_text.dumps(), capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.split() == ["refused-before-import", "SynthRankRanker"]
+
+
+def test_scores_are_the_scorers_on_the_core_text(scorer: OverlapScorer) -> None:
+    docs = _docs()
+    ranker = SynthRankRanker(model="runs/m", meta_fields_to_embed=["title"])
+    out = ranker.run(query="optic nerve damage", documents=docs)["documents"]
+    texts = [f"{d.meta['title']}\n{d.content}" for d in docs]
+    assert scorer.calls == [(["optic nerve damage"] * 3, texts)]
+    raw = OverlapScorer().score_pairs(["optic nerve damage"] * 3, texts).astype(np.float64)
+    expected = dict(zip("abc", expit(raw), strict=True))
+    assert [d.id for d in out] == sorted("abc", key=lambda i: -expected[i])
+    assert [d.score for d in out] == pytest.approx([expected[d.id] for d in out])
+    assert all(d.score is None for d in docs)  # inputs never mutated
+    assert scorer.load_calls == [  # type: ignore[attr-defined]
+        {"model": "runs/m", "kind": "auto", "device": None, "batch_size": 16, "max_length": None}
+    ]
+
+
+def test_runtime_overrides_including_false(scorer: OverlapScorer) -> None:
+    ranker = SynthRankRanker(model="runs/m", top_k=3, scale_score=True)
+    raw = ranker.run(query="optic nerve", documents=_docs(), scale_score=False)["documents"]
+    assert max(d.score or 0.0 for d in raw) > 1.0  # raw scores: the False override was honoured
+    one = ranker.run(query="optic nerve", documents=_docs(), top_k=1)["documents"]
+    assert len(one) == 1
+    kept = ranker.run(query="optic nerve", documents=_docs(), scale_score=False, score_threshold=2.0)["documents"]
+    assert {d.id for d in kept} == {"a", "c"}
+
+
+def test_prefixes_and_duplicates(scorer: OverlapScorer) -> None:
+    docs = [*_docs(), Document(id="a", content="Glaucoma damages the optic nerve.", score=9.0)]
+    ranker = SynthRankRanker(model="runs/m", query_prefix="q: ", document_prefix="p: ")
+    out = ranker.run(query="nerve", documents=docs)["documents"]
+    assert sorted(d.id for d in out) == ["a", "b", "c"]
+    queries, texts = scorer.calls[-1]
+    assert set(queries) == {"q: nerve"} and all(t.startswith("p: ") for t in texts)
+
+
+def test_empty_and_bad_input(scorer: OverlapScorer) -> None:
+    ranker = SynthRankRanker(model="runs/m")
+    assert ranker.run(query="anything", documents=[]) == {"documents": []}
+    assert scorer.load_calls == []  # type: ignore[attr-defined]  # nothing loaded for nothing
+    with pytest.raises(ValueError, match="empty query"):
+        ranker.run(query="  ", documents=_docs())
+    with pytest.raises(DataError, match=r"no content to score.*'x'"):
+        ranker.run(query="q", documents=[*_docs(), Document(id="x", content="")])
+    with pytest.raises(ValueError, match="top_k"):
+        ranker.run(query="q", documents=_docs(), top_k=0)
+    with pytest.raises(ValueError, match="top_k"):
+        SynthRankRanker(model="m", top_k=0)
+
+
+def test_warm_up_once_and_close(scorer: OverlapScorer) -> None:
+    ranker = SynthRankRanker(model="runs/m", device=ComponentDevice.from_str("cpu"))
+    ranker.warm_up()
+    ranker.warm_up()
+    ranker.run(query="nerve", documents=_docs())
+    assert len(scorer.load_calls) == 1  # type: ignore[attr-defined]
+    ranker.close()
+    ranker.run(query="nerve", documents=_docs())
+    assert len(scorer.load_calls) == 2  # type: ignore[attr-defined]
+
+
+def test_in_a_query_pipeline_after_haystack_bm25(scorer: OverlapScorer) -> None:
+    store = InMemoryDocumentStore()
+    store.write_documents(_docs())
+    pipe = Pipeline()
+    pipe.add_component("retriever", InMemoryBM25Retriever(document_store=store, top_k=3))
+    pipe.add_component("ranker", SynthRankRanker(model="runs/m", top_k=2, meta_fields_to_embed=["title"]))
+    pipe.connect("retriever.documents", "ranker.documents")
+    result = pipe.run({"retriever": {"query": "optic nerve"}, "ranker": {"query": "optic nerve"}})
+    assert [d.id for d in result["ranker"]["documents"]] == ["c", "a"]
+
+
+def test_a_folder_that_is_not_a_model_is_refused_at_warm_up(tmp_path: Any) -> None:
+    from synthrank.errors import ModelError
+
+    ranker = SynthRankRanker(model=str(tmp_path))  # cheap: nothing is loaded yet
+    with pytest.raises(ModelError, match=r"without config\.json: not a Hugging Face model directory"):
+        ranker.warm_up()

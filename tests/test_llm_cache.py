@@ -1,0 +1,97 @@
+"""Response cache and usage accounting."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from synthrank.errors import DataError
+from synthrank.llm import PriceTable, ResponseCache, Usage, cache_key
+from synthrank.llm.client import Completion, LLMRequest
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def test_key_covers_model_messages_and_params_only() -> None:
+    base = cache_key("m", MSG, {"temperature": 0.0, "max_tokens": 5})
+    assert base == cache_key("m", MSG, {"max_tokens": 5, "temperature": 0.0, "top_p": None})  # order, None-agnostic
+    assert base != cache_key("m2", MSG, {"temperature": 0.0, "max_tokens": 5})
+    assert base != cache_key("m", [{"role": "user", "content": "hi!"}], {"temperature": 0.0, "max_tokens": 5})
+    assert base != cache_key("m", MSG, {"temperature": 0.7, "max_tokens": 5})
+
+
+def test_request_params_include_the_sample_index() -> None:
+    a = LLMRequest.chat(MSG, temperature=0.8)
+    b = LLMRequest.chat(MSG, temperature=0.8, sample=1)
+    assert a.params()["sample"] == 0 and b.params()["sample"] == 1
+    assert cache_key("m", a.message_dicts(), a.params()) != cache_key("m", b.message_dicts(), b.params())
+
+
+def test_put_get_persist(tmp_path: Path) -> None:
+    path = tmp_path / "c" / "cache.sqlite"
+    cache = ResponseCache(path)
+    comp = Completion(text="hello", finish_reason="stop", model="m", prompt_tokens=3, completion_tokens=1,
+                      logprobs=[{"token": "hello", "logprob": -0.1, "top": [["hello", -0.1]]}])
+    cache.put("k", "m", {"messages": MSG}, comp.to_json())
+    cache.close()
+    again = ResponseCache(path)
+    got = again.get("k")
+    assert got is not None and Completion.from_json(got, cached=True) == Completion(**{**comp.__dict__, "cached": True})
+    assert "k" in again and "nope" not in again and len(again) == 1
+    assert again.get("nope") is None
+    again.clear()
+    assert len(again) == 0
+    again.close()
+
+
+def _writer(path: str, start: int) -> None:
+    cache = ResponseCache(path)
+    for i in range(start, start + 200):
+        cache.put(f"k{i}", "m", {"i": i}, {"text": str(i)})
+    cache.close()
+
+
+def test_safe_across_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, s)) for s in (0, 200)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = ResponseCache(path)
+    assert len(cache) == 400
+    assert cache.get("k399") == {"text": "399"}
+
+
+def test_usage_counts_and_costs() -> None:
+    usage = Usage(PriceTable({"m": {"prompt": 2.0, "completion": 8.0}}))
+    usage.record_call("m", 1000, 100, 0.5)
+    usage.record_call("other", 1000, 100, 0.5)  # no price: free
+    usage.record_cache_hit(1000, 100)
+    usage.record_retry()
+    usage.record_failure("timeout")
+    usage.record_parse_failure("refusal")
+    d = usage.to_dict()
+    assert d["calls"] == 2 and d["cache_hits"] == 1
+    assert d["cache_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert d["cost_usd"] == pytest.approx((1000 * 2 + 100 * 8) / 1e6)
+    assert d["failures"] == {"timeout": 1} and d["parse_failures"] == {"refusal": 1}
+    assert usage.total_tokens == 3300
+    assert usage.postfix()["cache"] == "33%"
+
+
+def test_price_table_files(tmp_path: Path) -> None:
+    j = tmp_path / "p.json"
+    j.write_text(json.dumps({"gpt-x": {"prompt": 0.15, "completion": 0.6}}))
+    assert PriceTable.from_file(j).cost("gpt-x", 1_000_000, 0) == pytest.approx(0.15)
+    y = tmp_path / "p.yaml"
+    y.write_text("gpt-x:\n  prompt: 1\n  completion: -2\n")
+    with pytest.raises(DataError, match=r"p.yaml.*non-negative"):
+        PriceTable.from_file(y)
+    with pytest.raises(DataError, match="does not exist"):
+        PriceTable.from_file(tmp_path / "none.json")

@@ -1,0 +1,145 @@
+"""`synthrank run`'s config, data split, evaluation subset and report; the LLM-free parts of the pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from synthrank.data import Passage, TrainingGroup, load_dataset, read_groups, write_groups
+from synthrank.errors import DataError
+from synthrank.pipeline import DEFAULTS, RunContext, build_steps, load_run_config, split_dev, subsample_queries
+from synthrank.pipeline.report import write_report
+from synthrank.pipeline.stages import run_label, run_mine
+from synthrank.runner import StepContext, StepResult, StepRunner
+from synthrank_cli.main import main
+
+
+def _group(qid: str, pos: str = "d1") -> TrainingGroup:
+    return TrainingGroup(qid, f"query {qid}", Passage(pos, "text"), [Passage("d2", "other", rank=1, score=1.0)])
+
+
+def test_config_layers_and_unknown_keys_name_the_field(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("corpus: data/x\ngenerate:\n  max_passages: 7\nmine:\n  elasticsearch:\n    url: http://es:9200\n")
+    cfg = load_run_config(cfg_file, {"generate": {"seed": 3}})
+    assert cfg["corpus"] == "data/x" and cfg["generate"]["max_passages"] == 7 and cfg["generate"]["seed"] == 3
+    assert cfg["mine"]["elasticsearch"]["url"] == "http://es:9200" and cfg["mine"]["top_k"] == DEFAULTS["mine"]["top_k"]
+    assert DEFAULTS["generate"]["max_passages"] != 7  # defaults are not mutated
+    cfg_file.write_text("generate:\n  max_pasages: 7\n")
+    with pytest.raises(DataError) as err:
+        load_run_config(cfg_file)
+    assert "generate.max_pasages" in str(err.value) and str(cfg_file) in str(err.value)
+    cfg_file.write_text("generate: [1, 2\n")
+    with pytest.raises(DataError) as err:
+        load_run_config(cfg_file)
+    assert "line" in str(err.value)
+    # free-form trainer options pass through untouched
+    assert load_run_config(None, {"train": {"options": {"max_steps": 5}}})["train"]["options"] == {"max_steps": 5}
+
+
+def test_split_dev_holds_out_whole_queries_stably() -> None:
+    groups = [_group(f"q{i}", pos) for i in range(200) for pos in ("d1", "d3")]
+    train, dev = split_dev(groups, 0.1, seed=42)
+    assert len(train) + len(dev) == len(groups)
+    assert not {g.query_id for g in train} & {g.query_id for g in dev}
+    assert 0.03 < len(dev) / len(groups) < 0.2
+    assert split_dev(groups, 0.1, seed=42) == (train, dev)
+    tiny_train, tiny_dev = split_dev([_group("a"), _group("b")], 0.1, seed=1)
+    assert len(tiny_train) == 1 and len(tiny_dev) == 1  # a tiny run still gets a dev query
+    assert split_dev([_group("a")], 0.5, seed=1) == ([_group("a")], [])
+    assert split_dev(groups, 0.0, seed=1) == (groups, [])
+
+
+def test_subsample_queries_is_seeded(tiny_beir: Path) -> None:
+    ds = load_dataset(tiny_beir)
+    sub = subsample_queries(ds, 2)
+    assert len(sub.qrels) == 2 and set(sub.qrels) <= set(ds.qrels)
+    assert subsample_queries(ds, 2).qrels == sub.qrels
+    assert subsample_queries(ds, None) is ds
+
+
+def test_mine_and_no_label_steps_resume_over_real_bm25(tiny_beir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    queries = [{"query_id": "s1", "query": "eye disease damaging the optic nerve", "source_doc_id": "d1"},
+               {"query_id": "s2", "query": "blood glucose hormone", "source_doc_id": "d5"}]  # fmt: skip
+    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    config = load_run_config(None, {"corpus": str(tiny_beir), "mine": {"top_k": 5, "num_negatives": 3},
+                                    "label": {"enabled": False}})  # fmt: skip
+    run = RunContext(config, out, show_progress=False)
+    assert run.dataset.queries == {} and run.dataset.qrels == {}  # the corpus' own questions never train
+    steps = [s for s in build_steps(run) if s.name in ("mine", "label")]
+    results = StepRunner(out).run(steps)
+    assert [r.status for r in results] == ["ran", "ran"]
+    groups = [json.loads(line) for line in (out / "groups.jsonl").read_text().splitlines()]
+    assert [g["positive"]["doc_id"] for g in groups] == ["d1", "d5"]
+    assert all(n["doc_id"] not in ("d1", "d5") or g["positive"]["doc_id"] != n["doc_id"]
+               for g in groups for n in g["negatives"])  # fmt: skip
+    assert run_mine is not None and run_label is not None
+    again = StepRunner(out).run([s for s in build_steps(RunContext(config, out, show_progress=False))
+                                 if s.name in ("mine", "label")])  # fmt: skip
+    assert [r.status for r in again] == ["skipped", "skipped"]
+
+
+def test_label_step_needs_candidates(tiny_beir: Path, tmp_path: Path) -> None:
+    config = load_run_config(None, {"corpus": str(tiny_beir), "label": {"enabled": False}})
+    with pytest.raises(Exception) as err:
+        run_label(RunContext(config, tmp_path), StepContext(tmp_path, {}))
+    assert "mined_groups.jsonl" in str(err.value)
+
+
+def test_report_lists_steps_usage_and_evaluation(tmp_path: Path) -> None:
+    (tmp_path / "evaluation.json").write_text(json.dumps({"main": {
+        "dataset": "medquad", "split": "test", "top_k": 30,
+        "systems": [{"name": "bm25", "metrics": {"nDCG@10": 0.6}, "seconds_per_query": 0.001},
+                    {"name": "synthrank", "metrics": {"nDCG@10": 0.7}, "seconds_per_query": 0.05}],
+        "significance": [{"system": "synthrank", "metric": "nDCG@10", "delta": 0.1, "p_value": 0.001}]}}))  # fmt: skip
+    usage = {"calls": 12, "cache_hits": 3, "prompt_tokens": 100, "completion_tokens": 50, "cost_usd": 0.0,
+             "wall_seconds": 9.5}  # fmt: skip
+    results = [StepResult("generate", "ran", 10.0, "f1", {"queries": 5, "usage": usage}),
+               StepResult("mine", "skipped", 0.0, "f2", {"groups_total": 5})]  # fmt: skip
+    config = load_run_config(None, {"corpus": "medquad"})
+    report = write_report(tmp_path, config, results).read_text()
+    assert "| generate | ran | 10.0 | 12 | 3 | 100 | 50 |" in report
+    assert "| synthrank | 0.7000 | 0.0500 |" in report and "0.0010" in report
+    totals = json.loads((tmp_path / "usage.json").read_text())["total"]
+    assert totals["calls"] == 12 and totals["cache_hits"] == 3
+
+
+def test_cli_run_refuses_foreign_folder_and_prints_config(tmp_path: Path, tiny_beir: Path) -> None:
+    runner = CliRunner()
+    printed = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--output-dir", str(tmp_path / "o"),
+                                   "--max-passages", "3", "--es-url", "http://h:9200", "--print-config"])  # fmt: skip
+    assert printed.exit_code == 0, printed.output
+    assert "max_passages: 3" in printed.output and "backend: elasticsearch" in printed.output
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.tex").write_text("x")
+    refused = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--output-dir", str(tmp_path / "busy")])
+    assert refused.exit_code != 0 and "holds no synthrank run" in refused.output
+    missing = runner.invoke(main, ["run", "--output-dir", str(tmp_path / "new")])
+    assert missing.exit_code != 0 and "corpus" in missing.output
+
+
+def test_fill_negatives_tops_up_with_unjudged_mined_passages(tmp_path: Path) -> None:
+    from synthrank.pipeline.stages import fill_negatives
+
+    def p(doc_id: str, rank: int) -> Passage:
+        return Passage(doc_id, f"text {doc_id}", rank=rank, score=10.0 - rank)
+
+    labelled = [TrainingGroup("q1", "query", p("src", 2), [p("n1", 3)]),
+                TrainingGroup("q1", "query", p("rescued", 1), [p("n1", 3)])]  # fmt: skip
+    mined = [TrainingGroup("q1", "query", p("src", 2), [p("rescued", 1), p("n1", 3), p("n9", 9), p("n5", 5), p("n7", 7)])]
+    write_groups(tmp_path / "groups.jsonl", labelled)
+    write_groups(tmp_path / "mined.jsonl", mined)
+    added, dropped = fill_negatives(tmp_path / "groups.jsonl", tmp_path / "mined.jsonl", pool_size=3)
+
+    groups = read_groups(tmp_path / "groups.jsonl")
+    assert added == 4 and dropped == 0
+    # the judge's positive ("rescued") never becomes a negative; fill in rank order up to the pool size
+    assert [[n.doc_id for n in g.negatives] for g in groups] == [["n1", "n5", "n7"], ["n1", "n5", "n7"]]
+    write_groups(tmp_path / "groups.jsonl", labelled)
+    assert fill_negatives(tmp_path / "groups.jsonl", tmp_path / "mined.jsonl", pool_size=3, min_negatives=4) == (0, 2)
+    assert read_groups(tmp_path / "groups.jsonl") == []
