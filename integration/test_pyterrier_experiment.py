@@ -58,11 +58,15 @@ def test_experiment_matches_core_evaluation(
         names=["bm25", "bm25>>synthrank"],
     ).set_index("name")
 
-    # the core on the same queries: its BM25, then its scorer over the same top-`depth` pairs
+    # the core on the same queries: its BM25 gives the first-stage numbers ...
     core_bm25 = InMemoryBM25()
     core_bm25.index(dataset.corpus.values())
     run, _ = first_stage(dataset, core_bm25, top_k=100)
-    reranked, _ = rerank_run(dataset, run, _core_scorer(cross_encoder), top_k=depth)
+    # ... and its scorer reranks the same top-`depth` pairs `bm25 % depth` kept (on a score tie at the cutoff,
+    # `%` keeps the first-stage order while the core's rerank_run keeps the lower doc id: MedQuAD has such ties)
+    kept = (bm25 % depth).transform(topics)
+    candidates = {str(q): dict(zip(g["docno"], g["score"], strict=True)) for q, g in kept.groupby("qid")}
+    reranked, _ = rerank_run(dataset, candidates, _core_scorer(cross_encoder), top_k=depth)
     core_first = evaluate_run(run, dataset.qrels, list(CORE_NAMES.values())).aggregate
     core_reranked = evaluate_run(reranked, dataset.qrels, list(CORE_NAMES.values())).aggregate
     for pt_name, core_name in CORE_NAMES.items():
