@@ -51,20 +51,7 @@ def to_chat_messages(request: LLMRequest) -> list[ChatMessage]:
 
 def generation_kwargs(request: LLMRequest) -> dict[str, Any]:
     """OpenAI-style sampling parameters of a core request (what OpenAI-compatible generators forward)."""
-    kwargs: dict[str, Any] = {"temperature": request.temperature, "max_tokens": request.max_tokens}
-    if request.top_p is not None:
-        kwargs["top_p"] = request.top_p
-    if request.seed is not None:
-        kwargs["seed"] = request.seed
-    if request.stop:
-        kwargs["stop"] = list(request.stop)
-    if request.logprobs:
-        kwargs["logprobs"] = True
-        if request.top_logprobs:
-            kwargs["top_logprobs"] = request.top_logprobs
-    if request.json_mode:
-        kwargs["response_format"] = {"type": "json_object"}
-    return kwargs
+    return request.openai_kwargs()
 
 
 def _logprobs(meta: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -64,6 +64,23 @@ class LLMRequest:
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
 
+    def openai_kwargs(self) -> dict[str, Any]:
+        """The sampling parameters as OpenAI's chat-completions API names them (unset ones left out)."""
+        kwargs: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
+        if self.stop:
+            kwargs["stop"] = list(self.stop)
+        if self.logprobs:
+            kwargs["logprobs"] = True
+            if self.top_logprobs:
+                kwargs["top_logprobs"] = self.top_logprobs
+        if self.json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
+        return kwargs
+
     def params(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("messages")
@@ -410,24 +427,7 @@ class LLMClient:
         import openai
 
         state = self._state()
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": request.message_dicts(),
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-        }
-        if request.top_p is not None:
-            kwargs["top_p"] = request.top_p
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        if request.stop:
-            kwargs["stop"] = list(request.stop)
-        if request.logprobs:
-            kwargs["logprobs"] = True
-            if request.top_logprobs:
-                kwargs["top_logprobs"] = request.top_logprobs
-        if request.json_mode:
-            kwargs["response_format"] = {"type": "json_object"}
+        kwargs: dict[str, Any] = {"model": self.model, "messages": request.message_dicts(), **request.openai_kwargs()}
         if self.config.extra_body:
             kwargs["extra_body"] = dict(self.config.extra_body)
 
