@@ -82,6 +82,35 @@ def to_completion(reply: ChatMessage, fallback_model: str, seconds: float) -> Co
     )
 
 
+def completion_from_length_error(exc: BaseException, fallback_model: str, seconds: float) -> Completion | None:
+    """The reply inside openai's ``LengthFinishReasonError``, which structured-output calls raise.
+
+    Haystack's OpenAI generators call ``chat.completions.parse`` when a ``response_format`` is
+    set, and that raises when the answer hits ``max_tokens``, although the server answered (and
+    billed). The core client returns such an answer with ``finish_reason="length"``; so does this.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        raw = getattr(current, "completion", None)
+        choices = getattr(raw, "choices", None)
+        if choices:
+            message = getattr(choices[0], "message", None)
+            usage = getattr(raw, "usage", None)
+            return Completion(
+                text=str(getattr(message, "content", None) or ""),
+                finish_reason=str(getattr(choices[0], "finish_reason", None) or "length"),
+                model=str(getattr(raw, "model", None) or fallback_model),
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                logprobs=None,
+                seconds=seconds,
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class ChatGeneratorClient:
     """The core LLM client interface over a Haystack chat generator.
 
@@ -149,15 +178,22 @@ class ChatGeneratorClient:
         try:
             result = self.chat_generator.run(**kwargs)
         except Exception as exc:  # the generator's own retries are spent: record and report, never crash the run
-            self.usage.record_failure("generator")
-            raise LLMCallError("generator", f"{type(exc).__name__}: {exc}") from None
-        seconds = time.perf_counter() - started
-        replies = result.get("replies") or []
-        if not replies:
-            self.usage.record_failure("no_reply")
-            raise LLMCallError("no_reply", f"{type(self.chat_generator).__name__} returned no reply")
-        completion = to_completion(replies[0], self.model, seconds)
-        self.usage.record_call(completion.model, completion.prompt_tokens, completion.completion_tokens, seconds)
+            truncated = completion_from_length_error(exc, self.model, time.perf_counter() - started)
+            if truncated is None:
+                self.usage.record_failure("generator")
+                raise LLMCallError("generator", f"{type(exc).__name__}: {exc}") from None
+            # the endpoint answered and billed the tokens; the parser downstream judges the cut-off text
+            completion = truncated
+        else:
+            seconds = time.perf_counter() - started
+            replies = result.get("replies") or []
+            if not replies:
+                self.usage.record_failure("no_reply")
+                raise LLMCallError("no_reply", f"{type(self.chat_generator).__name__} returned no reply")
+            completion = to_completion(replies[0], self.model, seconds)
+        self.usage.record_call(
+            completion.model, completion.prompt_tokens, completion.completion_tokens, completion.seconds
+        )
         if self.cache is not None:
             self.cache.put(
                 key, self.model, {"messages": request.message_dicts(), **request.params()}, completion.to_json()

@@ -234,3 +234,50 @@ def test_chat_client_conversions() -> None:
     results = client.complete_many([request, request])
     assert all(isinstance(r, LLMCallError) for r in results)  # an empty reply list is a counted failure
     assert client.usage.failures == {"no_reply": 2}
+
+
+def test_a_structured_output_cut_off_at_max_tokens_counts_as_an_answered_call(tmp_path: Path) -> None:
+    """OpenAIChatGenerator's parse endpoint raises LengthFinishReasonError; the tokens were still spent."""
+    from openai import LengthFinishReasonError
+    from openai.types.chat import ChatCompletion
+
+    raw = ChatCompletion.model_validate(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "tiny",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "length",
+                    "message": {"role": "assistant", "content": '{"queries": ["dia'},
+                }
+            ],
+            "usage": {"prompt_tokens": 266, "completion_tokens": 64, "total_tokens": 330},
+        }
+    )
+
+    class CutOff:
+        model = "tiny"
+        calls = 0
+
+        def run(self, messages: list[ChatMessage], generation_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+            CutOff.calls += 1
+            try:
+                raise LengthFinishReasonError(completion=raw)
+            except LengthFinishReasonError as exc:  # as Haystack surfaces it: wrapped, with the cause kept
+                raise RuntimeError("generation failed") from exc
+
+    client = ChatGeneratorClient(CutOff(), cache_path=tmp_path / "llm.sqlite")
+    request = LLMRequest.chat([{"role": "user", "content": "u"}], max_tokens=64, json_mode=True)
+    completion = client.complete(request)
+    assert (completion.text, completion.finish_reason, completion.truncated) == ('{"queries": ["dia', "length", True)
+    assert (client.usage.calls, client.usage.prompt_tokens, client.usage.completion_tokens) == (1, 266, 64)
+    assert not client.usage.failures
+    again = client.complete(request)  # cached like any answer: a rerun does not pay for it twice
+    assert again.cached and CutOff.calls == 1
+    with pytest.raises(LLMCallError):
+        ChatGeneratorClient(MockChatGenerator(response_fn=lambda m: (_ for _ in ()).throw(ValueError("x")))).complete(
+            request
+        )
