@@ -12,18 +12,44 @@ from synthrank_cli.options import friendly_errors
 @click.command()
 @click.option("--data", "data", required=True, help="BEIR folder, corpus file (with --queries/--qrels) or irds:<id>.")
 @click.option("--split", default="test", show_default=True, help="Qrels split: qrels/<split>.tsv in a BEIR folder.")
-@click.option("--queries", "queries_file", type=click.Path(exists=True, dir_okay=False), help="Queries file (JSONL/TSV) for a corpus file.")
-@click.option("--qrels", "qrels_file", type=click.Path(exists=True, dir_okay=False), help="Qrels file (BEIR TSV or TREC) overriding the split's.")
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Queries file (JSONL/TSV) for a corpus file.",
+)
+@click.option(
+    "--qrels",
+    "qrels_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Qrels file (BEIR TSV or TREC) overriding the split's.",
+)
 @click.option("--reranker", "rerankers", multiple=True, help="Model dir/name to rerank the top-k with (repeatable).")
-@click.option("--reranker-kind", type=click.Choice(["auto", "cross-encoder", "bi-encoder", "llm-judge"]), default="auto", show_default=True)
-@click.option("--top-k", default=100, show_default=True, type=click.IntRange(1), help="Candidates from BM25 per query (and reranked).")
-@click.option("--max-queries", type=click.IntRange(1), help="Evaluate on the first N judged queries only (for quick looks).")
+@click.option(
+    "--reranker-kind",
+    type=click.Choice(["auto", "cross-encoder", "bi-encoder", "llm"]),
+    default="auto",
+    show_default=True,
+    help="How to load each --reranker; llm: a causal LM (GGUF name, .gguf, folder) as a pointwise reranker.",
+)
+@click.option(
+    "--top-k",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Candidates from BM25 per query (and reranked).",
+)
+@click.option(
+    "--max-queries", type=click.IntRange(1), help="Evaluate on the first N judged queries only (for quick looks)."
+)
 @click.option("--metric", "metrics", multiple=True, help="Metrics (repeatable); default nDCG@10, MRR@10, Recall@100.")
 @click.option("--k1", default=0.9, show_default=True, type=float, help="BM25 k1.")
 @click.option("--b", default=0.4, show_default=True, type=float, help="BM25 b.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1), help="Reranker batch size.")
 @click.option("--device", default=None, help="Reranker device (cpu, cuda, cuda:1); default: CUDA when present.")
-@click.option("--output", type=click.Path(dir_okay=False), help="Write the report (with per-query values) as JSON here.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), help="Write the report (with per-query values) as JSON here."
+)
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Write each system's TREC run file into this folder.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
 @friendly_errors
@@ -67,7 +93,13 @@ def evaluate(
             name = Path(model).name or model
             scorers[name] = load_scorer(model, kind=reranker_kind, device=device, batch_size=batch_size)
     report = evaluate_systems(
-        dataset, bm25, scorers, split=split, top_k=top_k, metrics=tuple(metrics) or DEFAULT_METRICS, show_progress=progress
+        dataset,
+        bm25,
+        scorers,
+        split=split,
+        top_k=top_k,
+        metrics=tuple(metrics) or DEFAULT_METRICS,
+        show_progress=progress,
     )
     click.echo(f"{dataset.name} ({split}, {report.systems[0].evaluation.num_queries} queries, top-{top_k})")
     click.echo(format_table(report))

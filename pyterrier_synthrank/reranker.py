@@ -37,19 +37,9 @@ def load_pair_scorer(
         options["batch_size"] = batch_size
     if max_length is not None:
         options["max_length"] = max_length
-    if kind == "llm" or (kind == "auto" and _is_llm_reranker(model)):
-        from synthrank.llmrank import load_llm_scorer
-
-        return load_llm_scorer(str(model), **options)
     from synthrank.rerank.factory import load_scorer
 
     return load_scorer(str(model), kind=kind, **options)
-
-
-def _is_llm_reranker(model: str | Path) -> bool:
-    from synthrank.llmrank.scorer import is_llmrank_model
-
-    return is_llmrank_model(model)
 
 
 class SynthReranker(pt.Transformer):

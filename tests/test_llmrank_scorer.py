@@ -110,7 +110,13 @@ def _random_adapter(tiny: Path, out: Path) -> object:
 
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(str(tiny))
-    config = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    config = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "up_proj"],
+        init_lora_weights=False,
+    )
     model = get_peft_model(base, config).eval()
     model.save_pretrained(str(out))
     return model
@@ -125,7 +131,9 @@ def test_adapter_save_load_gives_identical_scores_and_merged_matches(tiny: Path,
     base_only = CausalLMReranker(tiny, batch_size=2).score_pairs(QUERIES, DOCS)
     assert not np.allclose(in_memory, base_only, atol=1e-4)  # the adapter changes the model
 
-    loaded = CausalLMReranker(tiny, adapter=tmp_path / "adapter", merge_adapter=False, batch_size=2).score_pairs(QUERIES, DOCS)
+    loaded = CausalLMReranker(tiny, adapter=tmp_path / "adapter", merge_adapter=False, batch_size=2).score_pairs(
+        QUERIES, DOCS
+    )
     assert np.array_equal(loaded, in_memory)
     # the adapter folder alone: its config names the base
     by_config = CausalLMReranker(tmp_path / "adapter", merge_adapter=False, batch_size=2).score_pairs(QUERIES, DOCS)
@@ -160,6 +168,11 @@ def test_metadata_decides_prompt_and_length(tiny: Path, tmp_path: Path) -> None:
     assert is_llmrank_model(tmp_path / "run") and is_llmrank_model(folder) and not is_llmrank_model(tiny)
     scorer = load_llm_scorer(tmp_path / "run", device="cpu", batch_size=3)
     assert scorer.max_length == 200 and scorer.batch_size == 3
+    from synthrank.rerank.factory import load_scorer  # the one entry point every adapter and the CLI use
+
+    found = load_scorer(tmp_path / "run", device="cpu", batch_size=3)
+    assert isinstance(found, CausalLMReranker) and found.max_length == 200
+    assert isinstance(load_scorer(tiny, kind="llm", device="cpu"), CausalLMReranker)
     scorer.warm_up()
     assert scorer.prompt is not None and scorer.prompt.max_query_tokens == 2
     topic_docs = [f"{k} {v}" for k, v in TOPICS.items()]

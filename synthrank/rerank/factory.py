@@ -10,15 +10,17 @@ from synthrank.rerank.base import PairScorer
 from synthrank.rerank.bi_encoder import BiEncoderScorer
 from synthrank.rerank.cross_encoder import CrossEncoderReranker, inspect_model
 
-ScorerKind = Literal["auto", "cross-encoder", "bi-encoder"]
+ScorerKind = Literal["auto", "cross-encoder", "bi-encoder", "llm"]
 
 
 def load_scorer(model: str | Path, kind: ScorerKind | str = "auto", **kwargs: Any) -> PairScorer:
     """Build the right scorer for ``model``; keyword arguments go to its constructor.
 
-    ``kind="auto"`` reads the model's config: a one-logit ``*ForSequenceClassification`` model
-    becomes a :class:`CrossEncoderReranker`, a plain encoder (e.g. the packaged ``"minilm"``
-    sentence embedder) a zero-shot :class:`BiEncoderScorer`. Anything else (a multi-class
+    ``kind="auto"`` reads the model's config: a folder the LoRA trainer wrote becomes the LLM
+    reranker (:class:`~synthrank.llmrank.CausalLMReranker`), a one-logit ``*ForSequenceClassification``
+    model a :class:`CrossEncoderReranker`, a plain encoder (e.g. the packaged ``"minilm"``
+    sentence embedder) a zero-shot :class:`BiEncoderScorer`. ``kind="llm"`` takes any causal LM
+    (a packaged GGUF name, a ``.gguf`` file, a folder) as an untuned LLM reranker. Anything else (a multi-class
     classifier, a generative LLM, a folder without a recognisable architecture) raises
     :class:`~synthrank.errors.ModelError` saying what was found.
 
@@ -26,13 +28,18 @@ def load_scorer(model: str | Path, kind: ScorerKind | str = "auto", **kwargs: An
         >>> load_scorer("runs/medquad/model")        # a trained cross-encoder
         >>> load_scorer("minilm")                    # the zero-shot bi-encoder baseline
         >>> load_scorer("minilm", kind="cross-encoder", fresh_head=True)  # untrained head, for plumbing
+        >>> load_scorer("qwen2.5-coder-0.5b", kind="llm")  # an untuned LLM as a pointwise reranker
     """
+    if kind == "llm" or (kind == "auto" and _is_llm_reranker(model)):
+        from synthrank.llmrank import load_llm_scorer  # torch + peft only when an LLM is asked for
+
+        return load_llm_scorer(str(model), **kwargs)
     if kind == "cross-encoder":
         return CrossEncoderReranker(model, **kwargs)
     if kind == "bi-encoder":
         return BiEncoderScorer(model, **kwargs)
     if kind != "auto":
-        raise ValueError(f"kind must be 'auto', 'cross-encoder' or 'bi-encoder', got {kind!r}")
+        raise ValueError(f"kind must be 'auto', 'cross-encoder', 'bi-encoder' or 'llm', got {kind!r}")
     info = inspect_model(model, trust_remote_code=bool(kwargs.get("trust_remote_code", False)))
     if info.kind == "cross-encoder":
         return CrossEncoderReranker(model, **kwargs)
@@ -52,3 +59,9 @@ def load_scorer(model: str | Path, kind: ScorerKind | str = "auto", **kwargs: An
         f"{info.source} is not a model synthrank can rerank with: {info.describe()}; expected a one-logit "
         "sequence-classification cross-encoder or a transformer encoder"
     )
+
+
+def _is_llm_reranker(model: str | Path) -> bool:
+    from synthrank.llmrank.scorer import is_llmrank_model
+
+    return is_llmrank_model(model)
