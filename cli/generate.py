@@ -23,23 +23,47 @@ LLM_OPTION_NAMES = (
 def llm_options(func: F) -> F:
     """The endpoint/model/limits options every LLM-backed command takes."""
     options = [
-        click.option("--model", default="qwen2.5-coder-1.5b", show_default=True,
-                     help="Model served by --base-url; without it, a GGUF for the local llama.cpp server: a packaged "
-                          "name (see `synthrank models list`), a .gguf path, or org/repo:file.gguf."),
-        click.option("--base-url", default=None,
-                     help="OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama). Default: run --model locally."),
-        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-                     help="Name of the environment variable holding the API key (the key is never logged or saved)."),
+        click.option(
+            "--model",
+            default="qwen2.5-coder-1.5b",
+            show_default=True,
+            help="Model served by --base-url; without it, a GGUF for the local llama.cpp server: a packaged "
+            "name (see `synthrank models list`), a .gguf path, or org/repo:file.gguf.",
+        ),
+        click.option(
+            "--base-url",
+            default=None,
+            help="OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama). Default: run --model locally.",
+        ),
+        click.option(
+            "--api-key-env",
+            default="OPENAI_API_KEY",
+            show_default=True,
+            help="Name of the environment variable holding the API key (the key is never logged or saved).",
+        ),
         click.option("--concurrency", default=None, type=int, help="Requests in flight (default 2 local, 8 remote)."),
         click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds per call."),
-        click.option("--max-retries", default=5, show_default=True, type=int,
-                     help="Retries on 429/5xx/timeouts, with exponential backoff (Retry-After honoured)."),
-        click.option("--cache", default=None, type=click.Path(dir_okay=False),
-                     help="SQLite response cache shared by runs [default: $SYNTHRANK_CACHE/llm-cache.sqlite or "
-                          "~/.cache/synthrank/llm-cache.sqlite]."),
+        click.option(
+            "--max-retries",
+            default=5,
+            show_default=True,
+            type=int,
+            help="Retries on 429/5xx/timeouts, with exponential backoff (Retry-After honoured).",
+        ),
+        click.option(
+            "--cache",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help="SQLite response cache shared by runs [default: $SYNTHRANK_CACHE/llm-cache.sqlite or "
+            "~/.cache/synthrank/llm-cache.sqlite].",
+        ),
         click.option("--no-cache", is_flag=True, help="Do not read or write the response cache."),
-        click.option("--price-table", default=None, type=click.Path(exists=True, dir_okay=False),
-                     help="JSON/YAML: model -> {prompt, completion} USD per 1M tokens (for the cost report)."),
+        click.option(
+            "--price-table",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="JSON/YAML: model -> {prompt, completion} USD per 1M tokens (for the cost report).",
+        ),
         click.option("--n-ctx", default=4096, show_default=True, type=int, help="Context size of the local model."),
         click.option("--n-threads", default=None, type=int, help="CPU threads of the local model (default: all)."),
     ]
@@ -63,27 +87,59 @@ def _split(value: Any) -> list[str]:
 
 @click.command()
 @click.option("--corpus", required=True, help="BEIR folder, corpus JSONL/TSV file, or irds:<id>.")
-@click.option("--output-dir", required=True, type=click.Path(file_okay=False),
-              help="Writes queries.jsonl, rejected.jsonl, generate_stats.json, generate_config.json.")
-@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="YAML with any of these options (flags win).")
-@click.option("--query-types", default="keyword,natural,persona,reasoning,instruction", show_default=True,
-              help="Comma-separated query types.")
+@click.option(
+    "--output-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Writes queries.jsonl, rejected.jsonl, generate_stats.json, generate_config.json.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML with any of these options (flags win).",
+)
+@click.option(
+    "--query-types",
+    default="keyword,natural,persona,reasoning,instruction",
+    show_default=True,
+    help="Comma-separated query types.",
+)
 @click.option("--n-per-type", default=1, show_default=True, type=int, help="Queries per passage and type.")
-@click.option("--types-per-passage", default=None, type=int,
-              help="Ask each passage for only this many of the types (seeded rotation): fewer calls, same diversity.")
+@click.option(
+    "--types-per-passage",
+    default=None,
+    type=int,
+    help="Ask each passage for only this many of the types (seeded rotation): fewer calls, same diversity.",
+)
 @click.option("--personas-per-passage", default=1, show_default=True, type=int)
-@click.option("--personas", "personas_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Extra personas: YAML {daily_life: [...], expert: [...]} or one per line ('expert: ' prefix).")
+@click.option(
+    "--personas",
+    "personas_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Extra personas: YAML {daily_life: [...], expert: [...]} or one per line ('expert: ' prefix).",
+)
 @click.option("--temperature", default=0.7, show_default=True, type=float)
 @click.option("--max-tokens", default=256, show_default=True, type=int, help="Answer tokens per call.")
 @click.option("--max-passage-chars", default=2000, show_default=True, type=int)
 @click.option("--json-mode", is_flag=True, help="Ask for response_format=json_object (slower on llama.cpp).")
-@click.option("--sample", "strategy", default="random", show_default=True,
-              type=click.Choice(["random", "stratified", "length"]), help="Passage sampling strategy.")
+@click.option(
+    "--sample",
+    "strategy",
+    default="random",
+    show_default=True,
+    type=click.Choice(["random", "stratified", "length"]),
+    help="Passage sampling strategy.",
+)
 @click.option("--stratify-field", default=None, help="Metadata field for --sample stratified.")
-@click.option("--doc-meta", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="TSV of document metadata (header; first column the doc id), e.g. medquad/doc_meta.tsv.gz.")
+@click.option(
+    "--doc-meta",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TSV of document metadata (header; first column the doc id), e.g. medquad/doc_meta.tsv.gz.",
+)
 @click.option("--length-bins", default=4, show_default=True, type=int)
 @click.option("--min-chars", default=50, show_default=True, type=int, help="Skip passages shorter than this.")
 @click.option("--max-chars", default=None, type=int, help="Skip passages longer than this.")
@@ -94,17 +150,29 @@ def _split(value: Any) -> list[str]:
 @click.option("--dedup/--no-dedup", default=True, show_default=True, help="Drop duplicate queries (normalised).")
 @click.option("--min-words", default=2, show_default=True, type=int, help="Length filter (0 disables).")
 @click.option("--max-words", default=40, show_default=True, type=int, help="Length filter (0 disables).")
-@click.option("--max-copy-ratio", default=0.75, show_default=True, type=float,
-              help="Copy filter: drop queries whose longest verbatim run from the passage covers this share (0 disables).")
-@click.option("--roundtrip-k", default=20, show_default=True, type=int,
-              help="Round-trip filter: source must be in BM25's top-k (0 disables).")
+@click.option(
+    "--max-copy-ratio",
+    default=0.75,
+    show_default=True,
+    type=float,
+    help="Copy filter: drop queries whose longest verbatim run from the passage covers this share (0 disables).",
+)
+@click.option(
+    "--roundtrip-k",
+    default=20,
+    show_default=True,
+    type=int,
+    help="Round-trip filter: source must be in BM25's top-k (0 disables).",
+)
 @click.option("--roundtrip-judge", is_flag=True, help="Give round-trip failures a second chance with the LLM judge.")
 @click.option("--batch-size", default=4, show_default=True, type=int, help="Passages whose calls are sent together.")
 @llm_options
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output folder (resumes what is there).")
 @click.pass_context
 @friendly_errors
-def generate(ctx: click.Context, corpus: str, output_dir: str, config_file: str | None, overwrite: bool, **options: Any) -> None:
+def generate(
+    ctx: click.Context, corpus: str, output_dir: str, config_file: str | None, overwrite: bool, **options: Any
+) -> None:
     """Write synthetic queries (LIMRANK-style types and personas) for sampled passages, filtered and with provenance.
 
     Reruns resume: finished passages are skipped, and the response cache answers what was asked before.
@@ -135,26 +203,18 @@ def generate(ctx: click.Context, corpus: str, output_dir: str, config_file: str 
         min_chars=v["min_chars"],
         max_chars=v["max_chars"],
     )
-    gen_config = GenerationConfig(
-        query_types=_split(v["query_types"]),
-        n_per_type=v["n_per_type"],
-        personas_per_passage=v["personas_per_passage"],
-        temperature=v["temperature"],
-        max_tokens=v["max_tokens"],
-        max_passage_chars=v["max_passage_chars"],
-        json_mode=v["json_mode"],
-        seed=v["seed"],
-        max_queries=v["max_queries"],
-        max_tokens_total=v["max_tokens_total"],
-        batch_size=v["batch_size"],
-        types_per_passage=v["types_per_passage"],
-    )
+    gen_config = GenerationConfig.from_options({**v, "query_types": _split(v["query_types"])})
     personas = PersonaSet.from_file(v["personas_file"]) if v["personas_file"] else PersonaSet.default()
     llm_config = make_llm_config(v)
     write_json(
         out / "generate_config.json",
-        {"corpus": corpus, "passages": len(passages), "generation": gen_config.to_dict(), "llm": llm_config.to_dict(),
-         "options": {k: v[k] for k in sorted(v)}},
+        {
+            "corpus": corpus,
+            "passages": len(passages),
+            "generation": gen_config.to_dict(),
+            "llm": llm_config.to_dict(),
+            "options": {k: v[k] for k in sorted(v)},
+        },
     )
     retriever = None
     if v["roundtrip_k"]:

@@ -42,3 +42,23 @@ def test_types_per_passage_none_or_large_means_all() -> None:
     with pytest.raises(DataError) as err:
         GenerationConfig(types_per_passage=0)
     assert "types_per_passage" in str(err.value)
+
+
+def test_generation_config_from_a_larger_option_set() -> None:
+    """The CLI and the run config build the same config from their own option dicts."""
+    options = {
+        "query_types": ("keyword", "natural"),
+        "n_per_type": 2,
+        "temperature": None,  # not given: the default stays
+        "max_queries": None,  # None is meaningful here: no budget
+        "types_per_passage": None,
+        "sampling": "random",  # another step's option: ignored
+        "max_passages": 10,
+    }
+    cfg = GenerationConfig.from_options(options)
+    assert cfg.query_types == ["keyword", "natural"] and cfg.n_per_type == 2
+    assert (
+        cfg.temperature == GenerationConfig().temperature and cfg.max_queries is None and cfg.types_per_passage is None
+    )
+    with pytest.raises(DataError, match="n_per_type"):
+        GenerationConfig.from_options({"n_per_type": 0})

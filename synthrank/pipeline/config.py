@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         "max_passage_chars": 2000,
         "json_mode": False,  # grammar-constrained JSON answers (for weak models; ~2x slower on llama.cpp)
         "batch_size": 4,
+        "max_queries": None,  # budget: stop once this many queries are kept
+        "max_tokens_total": None,  # budget: stop once the LLM has answered this many tokens
         "dedup": True,
         "min_words": 2,
         "max_words": 40,

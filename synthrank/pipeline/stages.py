@@ -109,18 +109,7 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
         min_chars=g["min_chars"],
         max_chars=g["max_chars"],
     )
-    gen_config = GenerationConfig(
-        query_types=list(g["query_types"]),
-        n_per_type=g["n_per_type"],
-        personas_per_passage=g["personas_per_passage"],
-        temperature=g["temperature"],
-        max_tokens=g["max_tokens"],
-        max_passage_chars=g["max_passage_chars"],
-        json_mode=g["json_mode"],
-        seed=g["seed"],
-        batch_size=g["batch_size"],
-        types_per_passage=g["types_per_passage"],
-    )
+    gen_config = GenerationConfig.from_options(g)
     filters = build_filters(
         dedup=g["dedup"],
         min_words=g["min_words"] or None,
@@ -179,7 +168,9 @@ def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     from synthrank.label import LabelConfig, Labeler, LLMJudge, read_candidates
     from synthrank.llm import LLMClient
 
-    queries = read_candidates(ctx.path("candidates.jsonl"), corpus=run.dataset.corpus, queries=ctx.path("queries.jsonl"))
+    queries = read_candidates(
+        ctx.path("candidates.jsonl"), corpus=run.dataset.corpus, queries=ctx.path("queries.jsonl")
+    )
     config = LabelConfig(
         judge_top_k=lab["judge_top_k"],
         positive_min_grade=lab["positive_min_grade"],
@@ -197,11 +188,15 @@ def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
             max_passage_chars=lab["max_passage_chars"],
             yes_threshold=lab["yes_threshold"],
         )
-        report = Labeler(judge, run.dataset.corpus, config).label(queries, ctx.output_dir, show_progress=run.show_progress)
+        report = Labeler(judge, run.dataset.corpus, config).label(
+            queries, ctx.output_dir, show_progress=run.show_progress
+        )
     stats = report.to_dict()
     if lab["fill_negatives"]:
         stats["filled_negatives"], stats["dropped_few_negatives_after_fill"] = fill_negatives(
-            ctx.path("groups.jsonl"), ctx.path("mined_groups.jsonl"), int(run.config["mine"]["num_negatives"]),
+            ctx.path("groups.jsonl"),
+            ctx.path("mined_groups.jsonl"),
+            int(run.config["mine"]["num_negatives"]),
             min_negatives=int(lab["min_negatives"]),
         )
         report.groups -= stats["dropped_few_negatives_after_fill"]
@@ -213,7 +208,9 @@ def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
             "written are kept)"
         )
     if report.groups == 0:
-        raise SynthrankError(f"the judge kept no training group out of {report.queries} queries; see {ctx.path('labels.jsonl')}")
+        raise SynthrankError(
+            f"the judge kept no training group out of {report.queries} queries; see {ctx.path('labels.jsonl')}"
+        )
     return {"queries": report.queries, "groups": report.groups, "pairs_judged": report.pairs_judged,
             "dropped_source_not_relevant": report.dropped_source_not_relevant,
             "false_negatives_rescued": report.false_negatives_rescued, "usage": report.usage}  # fmt: skip
@@ -253,7 +250,9 @@ def fill_negatives(labelled_path: Path, mined_path: Path, pool_size: int, *, min
 # ---------------------------------------------------------------------------------------------- train
 
 
-def split_dev(groups: Sequence[TrainingGroup], fraction: float, seed: int) -> tuple[list[TrainingGroup], list[TrainingGroup]]:
+def split_dev(
+    groups: Sequence[TrainingGroup], fraction: float, seed: int
+) -> tuple[list[TrainingGroup], list[TrainingGroup]]:
     """Hold out whole queries (all groups of a query go to one side), seeded and stable under resume."""
     if fraction <= 0:
         return list(groups), []
@@ -346,7 +345,9 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     if "zero-shot" in e["baselines"]:
         scorers["zero-shot bi-encoder"] = BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"])
     scorers["synthrank"] = load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"])
-    report = evaluate_systems(dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], show_progress=run.show_progress)
+    report = evaluate_systems(
+        dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], show_progress=run.show_progress
+    )
     result = {"main": report.to_json(per_query=True)}
     tables = [format_table(report)]
     if "llm-judge" in e["baselines"]:
@@ -383,7 +384,11 @@ def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]
     ctx.path("evaluation.txt").write_text(
         "\n".join(f"{name}: {metrics}" for name, metrics in systems.items()) + "\n", encoding="utf-8"
     )
-    return {"dataset": "held-out synthetic queries", "queries": len({g.query_id for g in dev_groups}), "systems": systems}
+    return {
+        "dataset": "held-out synthetic queries",
+        "queries": len({g.query_id for g in dev_groups}),
+        "systems": systems,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- plan

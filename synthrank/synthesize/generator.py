@@ -17,7 +17,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,19 @@ class GenerationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> GenerationConfig:
+        """The config from a larger option set (CLI options, a run config section): its own keys, rest ignored.
+
+        A ``None`` value means "not given" and keeps the default (except where ``None`` is meaningful).
+        """
+        nullable = {"max_queries", "max_tokens_total", "types_per_passage"}
+        known = {f.name for f in fields(cls)}
+        picked = {k: v for k, v in options.items() if k in known and (v is not None or k in nullable)}
+        if "query_types" in picked:
+            picked["query_types"] = list(picked["query_types"])
+        return cls(**picked)
 
 
 @dataclass(frozen=True)
@@ -332,7 +345,9 @@ class QueryGenerator:
         base = {"source_doc_id": slot.doc_id, "query_type": slot.query_type, "persona": slot.persona}
         if isinstance(result, LLMCallError):
             report.slots_failed += 1
-            logger.warning("no queries for %s/%s: %s (will retry on the next run)", slot.doc_id, slot.query_type, result)
+            logger.warning(
+                "no queries for %s/%s: %s (will retry on the next run)", slot.doc_id, slot.query_type, result
+            )
             return 0
         try:
             items, repaired = parse_json(result.text, _validate_queries, truncated=result.truncated)
