@@ -102,12 +102,14 @@ def test_trained_model_loads_in_sentence_transformers_with_our_scores(tmp_path: 
     cfg = TrainConfig(model="minilm", group_size=4, batch_size=4, max_length=128, num_threads=1, save_every=0)
     result = train_reranker(pilot_groups, tmp_path / "run", cfg, show_progress=False)
     assert AutoModelForSequenceClassification.from_pretrained(result.model_dir).config.num_labels == 1
-    scorer = load_scorer(result.model_dir, max_length=128)
+    scorer = load_scorer(result.model_dir)  # no max_length: the trained length (128) is the saved default
     assert isinstance(scorer, CrossEncoderReranker)
     groups = read_groups(pilot_groups)
     pairs = [(g.query, p.text) for g in groups[:4] for p in (g.positive, *g.negatives[:4])]
     ours = scorer.score_pairs([q for q, _ in pairs], [d for _, d in pairs])
-    st = CrossEncoder(str(result.model_dir), max_length=128, device="cpu")
+    st = CrossEncoder(str(result.model_dir), device="cpu")
+    scorer.warm_up()
+    assert st.max_seq_length == 128 and scorer._max_length == 128
     theirs = np.asarray(st.predict(pairs, activation_fn=torch.nn.Identity(), batch_size=8), dtype=np.float32)
     assert np.abs(theirs - ours).max() < 1e-3
     assert np.std(ours) > 1e-4  # a trained head, not a constant

@@ -261,6 +261,11 @@ def test_training_writes_a_standard_hf_folder(tmp_path: Path, tiny_model: Path) 
     assert "Localized Contrastive Estimation" in (model_dir / "README.md").read_text()
     hf = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     assert hf.config.num_labels == 1
+    trained_length = tiny_config(tiny_model).max_length
+    assert json.loads((model_dir / "tokenizer_config.json").read_text())["model_max_length"] == trained_length
+    default = load_scorer(model_dir)
+    default.warm_up()
+    assert default._max_length == trained_length  # scoring defaults to the length it was trained at
     scorer = load_scorer(model_dir, max_length=48)
     assert isinstance(scorer, CrossEncoderReranker)
     ours = scorer.score_pairs(["eye lens", "eye lens"], ["eye lens nerve", "skin rash"])

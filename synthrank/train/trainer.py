@@ -667,9 +667,15 @@ class RerankerTrainer:
         from synthrank.rerank.cross_encoder import quiet_transformers
 
         def fill(tmp: Path) -> None:
-            with quiet_transformers():
-                model.save_pretrained(str(tmp))  # safetensors (the default)
-                tokenizer.save_pretrained(str(tmp))
+            # scorers (ours, sentence-transformers' CrossEncoder) default to the tokenizer's limit:
+            # make that the length the model was trained at, not the backbone's 512
+            trained_limit, tokenizer.model_max_length = tokenizer.model_max_length, self.config.max_length
+            try:
+                with quiet_transformers():
+                    model.save_pretrained(str(tmp))  # safetensors (the default)
+                    tokenizer.save_pretrained(str(tmp))
+            finally:
+                tokenizer.model_max_length = trained_limit
 
         atomic_dir(target, fill)
 
