@@ -103,8 +103,16 @@ def test_run_end_to_end_then_everything_is_skipped(tmp_path: Path, llama_server:
         assert (out / artifact).exists(), artifact
     model_dir = Path(json.loads((out / "train_summary.json").read_text())["model_dir"])
     assert (model_dir / "config.json").exists() and list(model_dir.glob("*.safetensors"))
-    evaluation = json.loads((out / "evaluation.json").read_text())["main"]
-    assert [s["name"] for s in evaluation["systems"]] == ["bm25", "zero-shot bi-encoder", "synthrank"]
+    evaluated = json.loads((out / "evaluation.json").read_text())
+    evaluation = evaluated["main"]
+    names = [s["name"] for s in evaluation["systems"]]
+    assert names[:3] == ["bm25", "zero-shot bi-encoder", "synthrank"]
+    # the fused row exists exactly when held-out synthetic groups could pick its weight
+    assert names[3:] == (["synthrank + zero-shot (fused)"] if "fusion" in evaluated else [])
+    assert {(s["system"], s["baseline"]) for s in evaluation["significance"]} >= {
+        ("synthrank", "bm25"),
+        ("synthrank", "zero-shot bi-encoder"),
+    }
     assert evaluation["systems"][0]["num_queries"] == 12
     report = (out / "report.md").read_text()
     assert "| generate | ran |" in report and "| synthrank |" in report

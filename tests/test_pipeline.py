@@ -96,7 +96,9 @@ def test_report_lists_steps_usage_and_evaluation(tmp_path: Path) -> None:
         "dataset": "medquad", "split": "test", "top_k": 30,
         "systems": [{"name": "bm25", "metrics": {"nDCG@10": 0.6}, "seconds_per_query": 0.001},
                     {"name": "synthrank", "metrics": {"nDCG@10": 0.7}, "seconds_per_query": 0.05}],
-        "significance": [{"system": "synthrank", "metric": "nDCG@10", "delta": 0.1, "p_value": 0.001}]}}))  # fmt: skip
+        "significance": [{"system": "synthrank", "baseline": "bm25", "metric": "nDCG@10", "delta": 0.1,
+                          "p_value": 0.001}]},
+        "fusion": {"weight": 0.3, "weights": [0.7, 0.3], "metric": "nDCG@10", "dev_groups": 40}}))  # fmt: skip
     usage = {"calls": 12, "cache_hits": 3, "prompt_tokens": 100, "completion_tokens": 50, "cost_usd": 0.0,
              "wall_seconds": 9.5}  # fmt: skip
     results = [StepResult("generate", "ran", 10.0, "f1", {"queries": 5, "usage": usage}),
@@ -104,7 +106,8 @@ def test_report_lists_steps_usage_and_evaluation(tmp_path: Path) -> None:
     config = load_run_config(None, {"corpus": "medquad"})
     report = write_report(tmp_path, config, results).read_text()
     assert "| generate | ran | 10.0 | 12 | 3 | 100 | 50 |" in report
-    assert "| synthrank | 0.7000 | 0.0500 |" in report and "0.0010" in report
+    assert "| synthrank | 0.7000 | 0.0500 |" in report and "| synthrank | bm25 | 0.1000 | 0.0010 |" in report
+    assert "weighs the zero-shot model 0.3 and the trained model 0.7" in report and "40 held-out" in report
     totals = json.loads((tmp_path / "usage.json").read_text())["total"]
     assert totals["calls"] == 12 and totals["cache_hits"] == 3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,9 @@ class EvaluationReport:
         return out
 
 
-def first_stage(dataset: Dataset, retriever: Retriever, *, top_k: int, show_progress: bool = False) -> tuple[Run, float]:
+def first_stage(
+    dataset: Dataset, retriever: Retriever, *, top_k: int, show_progress: bool = False
+) -> tuple[Run, float]:
     """Retrieve the top-k for every judged query from an indexed retriever; returns the run and seconds spent."""
     queries = dataset.judged_queries()
     qids = list(queries)
@@ -118,9 +120,17 @@ def evaluate_systems(
     top_k: int = 100,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     first_stage_name: str = "bm25",
+    compare_to: Sequence[str] = (),
     show_progress: bool = False,
 ) -> EvaluationReport:
-    """Evaluate the first stage and each reranker over its top-k, with paired t-tests against the first stage."""
+    """Evaluate the first stage and each reranker over its top-k, with paired t-tests against the first stage.
+
+    ``compare_to`` names rerankers (e.g. the zero-shot baseline) that every other reranker is also
+    tested against, per query and paired.
+    """
+    unknown = [name for name in compare_to if name not in (rerankers or {})]
+    if unknown:
+        raise ValueError(f"compare_to names no reranker: {unknown}")
     if not dataset.qrels:
         raise ValueError(f"dataset {dataset.name!r} has no qrels for split {split!r}: nothing to evaluate")
     report = EvaluationReport(dataset=dataset.name, split=split, top_k=top_k)
@@ -137,6 +147,14 @@ def evaluate_systems(
             report.significance.append(
                 {"system": name, "baseline": first_stage_name, **{k: v for k, v in test.__dict__.items()}}
             )
+    by_name = {r.name: r for r in report.systems}
+    for baseline in compare_to:
+        for result in report.systems[1:]:
+            if result.name == baseline:
+                continue
+            for metric in metrics:
+                test = paired_t_test(result.evaluation, by_name[baseline].evaluation, metric)
+                report.significance.append({"system": result.name, "baseline": baseline, **test.__dict__})
     return report
 
 
@@ -144,7 +162,10 @@ def format_table(report: EvaluationReport) -> str:
     """A plain-text table of the systems' metrics and cost."""
     metrics = list(report.systems[0].evaluation.aggregate) if report.systems else []
     header = ["system", *metrics, "s/query"]
-    rows = [[s.name, *(f"{s.evaluation.aggregate[m]:.4f}" for m in metrics), f"{s.seconds_per_query:.4f}"] for s in report.systems]
+    rows = [
+        [s.name, *(f"{s.evaluation.aggregate[m]:.4f}" for m in metrics), f"{s.seconds_per_query:.4f}"]
+        for s in report.systems
+    ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))

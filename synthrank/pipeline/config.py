@@ -110,6 +110,8 @@ DEFAULTS: dict[str, Any] = {
         "max_queries": None,
         "baselines": ["bm25", "zero-shot"],  # + "llm-judge": the LLM itself as a reranker (slow)
         "zero_shot_model": "minilm",
+        # + a row fusing the trained model with the zero-shot one, weight picked on the held-out synthetic groups
+        "fusion": True,
         "llm_judge_max_queries": 50,
         "batch_size": 64,
     },

@@ -42,7 +42,9 @@ def _evaluation_section(output_dir: Path) -> list[str]:
     if "held_out_synthetic" in data:
         systems = data["held_out_synthetic"]
         metrics = sorted({m for v in systems.values() for m in v})
-        lines.append("The corpus has no judged queries: held-out synthetic queries, positive ranked among its negatives.")
+        lines.append(
+            "The corpus has no judged queries: held-out synthetic queries, positive ranked among its negatives."
+        )
         lines.append("")
         lines += _table(["system", *metrics], [[n, *(_fmt(v.get(m)) for m in metrics)] for n, v in systems.items()])
         return [*lines, ""]
@@ -58,15 +60,26 @@ def _evaluation_section(output_dir: Path) -> list[str]:
             lines.append("")
         systems = part["systems"]
         metrics = list(systems[0]["metrics"]) if systems else []
-        rows = [[s["name"], *(_fmt(s["metrics"][m]) for m in metrics), f"{s['seconds_per_query']:.4f}"] for s in systems]
+        rows = [
+            [s["name"], *(_fmt(s["metrics"][m]) for m in metrics), f"{s['seconds_per_query']:.4f}"] for s in systems
+        ]
         lines += _table(["system", *metrics, "s/query"], rows)
         sig = [s for s in part.get("significance", []) if s.get("metric") == "nDCG@10"]
         if sig:
-            lines += ["", "Paired t-test on nDCG@10 against BM25:", ""]
-            lines += _table(["system", "mean diff", "p-value"],
-                            [[s["system"], _fmt(s.get("delta")), _fmt(s.get("p_value"))] for s in sig])  # fmt: skip
+            lines += ["", "Paired t-tests on nDCG@10 (per query):", ""]
+            lines += _table(["system", "against", "mean diff", "p-value"],
+                            [[s["system"], s.get("baseline", "bm25"), _fmt(s.get("delta")), _fmt(s.get("p_value"))]
+                             for s in sig])  # fmt: skip
+        fusion = data.get("fusion") if not title else None
+        if fusion:
+            lines += ["", f"The fused row weighs the zero-shot model {fusion['weight']:.1f} and the trained model "
+                      f"{1 - fusion['weight']:.1f} (per-query z-scores), the weight that ranked the "
+                      f"{fusion.get('dev_groups', '?')} held-out synthetic groups best by {fusion['metric']}."]  # fmt: skip
         if "usage" in part:
-            lines += ["", f"LLM judge usage: {part['usage'].get('calls')} calls, {part['usage'].get('cache_hits')} cache hits."]
+            lines += [
+                "",
+                f"LLM judge usage: {part['usage'].get('calls')} calls, {part['usage'].get('cache_hits')} cache hits.",
+            ]
     return [*lines, ""]
 
 
@@ -82,7 +95,9 @@ def write_report(output_dir: str | Path, config: Mapping[str, Any], results: Seq
     lines += ["", "`skipped` steps were complete from an earlier invocation (same settings); their LLM calls "
               "were not repeated.", ""]  # fmt: skip
     for r in results:
-        counts = {k: v for k, v in r.summary.items() if k not in ("usage", "systems", "significance", "metrics", "survival")}
+        counts = {
+            k: v for k, v in r.summary.items() if k not in ("usage", "systems", "significance", "metrics", "survival")
+        }
         if counts:
             lines.append(f"- **{r.name}**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in counts.items()))
     lines.append("")

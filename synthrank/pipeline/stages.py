@@ -324,7 +324,7 @@ def subsample_queries(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset
 
 def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     from synthrank.evaluate import evaluate_systems, format_table
-    from synthrank.rerank import BiEncoderScorer, load_scorer
+    from synthrank.rerank import BiEncoderScorer, FusedScorer, RememberingScorer, load_scorer
 
     e = run.config["evaluate"]
     source = e["data"] or run.config["corpus"]
@@ -343,12 +343,21 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
         retriever.index(list(dataset.corpus.values()))
     scorers: dict[str, Any] = {}
     if "zero-shot" in e["baselines"]:
-        scorers["zero-shot bi-encoder"] = BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"])
-    scorers["synthrank"] = load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"])
-    report = evaluate_systems(
-        dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], show_progress=run.show_progress
-    )
-    result = {"main": report.to_json(per_query=True)}
+        scorers["zero-shot bi-encoder"] = RememberingScorer(
+            BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"])
+        )
+    scorers["synthrank"] = RememberingScorer(load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"]))
+    fusion = _tune_fusion(run, ctx, scorers) if e["fusion"] else None
+    if fusion is not None:
+        scorers[FUSED_NAME] = FusedScorer(
+            [scorers["synthrank"], scorers["zero-shot bi-encoder"]], fusion["weights"], ["synthrank", "zero-shot"]
+        )
+    baselines = ["zero-shot bi-encoder"] if "zero-shot bi-encoder" in scorers else []
+    report = evaluate_systems(dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], compare_to=baselines,
+                              show_progress=run.show_progress)  # fmt: skip
+    result: dict[str, Any] = {"main": report.to_json(per_query=True)}
+    if fusion is not None:
+        result["fusion"] = fusion
     tables = [format_table(report)]
     if "llm-judge" in e["baselines"]:
         judged = subsample_queries(dataset, e["llm_judge_max_queries"], seed=1)
@@ -365,7 +374,30 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     ctx.path("evaluation.txt").write_text("\n\n".join(tables) + "\n", encoding="utf-8")
     systems = {s["name"]: s["metrics"] for s in result["main"]["systems"]}
     return {"dataset": dataset.name, "split": e["split"], "queries": len(dataset.judged_queries()), "systems": systems,
-            "significance": [s for s in result["main"]["significance"] if s.get("metric") == "nDCG@10"]}  # fmt: skip
+            "significance": [s for s in result["main"]["significance"] if s.get("metric") == "nDCG@10"],
+            **({"fusion": {k: fusion[k] for k in ("weight", "metric")}} if fusion else {})}  # fmt: skip
+
+
+FUSED_NAME = "synthrank + zero-shot (fused)"
+
+
+def _tune_fusion(run: RunContext, ctx: StepContext, scorers: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fusion weight of the trained model and the zero-shot model, picked on the held-out synthetic groups."""
+    from synthrank.train import DevSet
+
+    dev_file = ctx.path("dev_groups.jsonl")
+    if "zero-shot bi-encoder" not in scorers:
+        logger.info("no fusion row: the zero-shot baseline is not evaluated")
+        return None
+    dev_groups = read_groups(dev_file) if dev_file.exists() else []
+    if not dev_groups:
+        logger.warning("no fusion row: no held-out synthetic groups to pick its weight on (train.dev_fraction)")
+        return None
+    dev = DevSet.from_groups(dev_groups, name="held-out synthetic groups")
+    tuned = dev.tune_fusion([scorers["synthrank"], scorers["zero-shot bi-encoder"]], show_progress=run.show_progress)
+    tuned["table"] = {f"{w:.1f}": v for w, v in tuned["table"].items()}
+    tuned["dev_groups"] = len(dev_groups)
+    return tuned
 
 
 def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]:

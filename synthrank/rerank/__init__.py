@@ -10,5 +10,18 @@ from synthrank.rerank.base import PairScorer
 from synthrank.rerank.bi_encoder import BiEncoderScorer
 from synthrank.rerank.cross_encoder import CrossEncoderReranker, ModelInfo, inspect_model
 from synthrank.rerank.factory import load_scorer
+from synthrank.rerank.fusion import FusedScorer, fuse_scores, standardise_per_query
+from synthrank.rerank.memo import RememberingScorer
 
-__all__ = ["BiEncoderScorer", "CrossEncoderReranker", "ModelInfo", "PairScorer", "inspect_model", "load_scorer"]
+__all__ = [
+    "BiEncoderScorer",
+    "CrossEncoderReranker",
+    "FusedScorer",
+    "ModelInfo",
+    "PairScorer",
+    "RememberingScorer",
+    "fuse_scores",
+    "inspect_model",
+    "load_scorer",
+    "standardise_per_query",
+]

@@ -28,6 +28,7 @@ from synthrank.retrieve.base import Retriever
 logger = logging.getLogger(__name__)
 
 DEV_METRICS: tuple[str, ...] = ("nDCG@10", "MRR@10")
+FUSION_GRID: tuple[float, ...] = tuple(i / 10 for i in range(11))
 
 
 @dataclass
@@ -123,20 +124,64 @@ class DevSet:
             run[key] = {doc_id: -float(r) for (doc_id, _), r in zip(candidates[key], ranks, strict=True)}
         return cls(name, queries, candidates, qrels, evaluate_run(run, qrels, DEV_METRICS).aggregate)
 
-    def evaluate(self, scorer: PairScorer, *, show_progress: bool = False) -> dict[str, float]:
-        """Rerank every query's candidates with ``scorer``; the averaged metrics."""
+    def _flat_pairs(self) -> tuple[list[str], list[str]]:
         qids = list(self.candidates)
         queries = [self.queries[q] for q in qids for _ in self.candidates[q]]
         texts = [text for q in qids for _, text in self.candidates[q]]
-        scores = np.asarray(scorer.score_pairs(queries, texts, show_progress=show_progress), dtype=np.float64)
+        return queries, texts
+
+    def score(self, scorer: PairScorer, *, show_progress: bool = False) -> np.ndarray:
+        """Every candidate's score, flat, in ``candidates`` order (what :meth:`evaluate_scores` reads)."""
+        queries, texts = self._flat_pairs()
+        return np.asarray(scorer.score_pairs(queries, texts, show_progress=show_progress), dtype=np.float64)
+
+    def evaluate_scores(self, scores: np.ndarray) -> dict[str, float]:
+        """The averaged metrics of ranking each query's candidates by ``scores`` (from :meth:`score`)."""
+        if len(scores) != self.num_pairs:
+            raise ValueError(f"{len(scores)} scores for {self.num_pairs} candidates")
         run: dict[str, dict[str, float]] = {}
         pos = 0
-        for q in qids:
+        for q, cands in self.candidates.items():
             run[q] = {}
-            for doc_id, _ in self.candidates[q]:
+            for doc_id, _ in cands:
                 run[q][doc_id] = float(scores[pos])
                 pos += 1
         return evaluate_run(run, self.qrels, self.metrics).aggregate
+
+    def evaluate(self, scorer: PairScorer, *, show_progress: bool = False) -> dict[str, float]:
+        """Rerank every query's candidates with ``scorer``; the averaged metrics."""
+        return self.evaluate_scores(self.score(scorer, show_progress=show_progress))
+
+    def tune_fusion(
+        self,
+        scorers: Sequence[PairScorer],
+        *,
+        grid: Sequence[float] = FUSION_GRID,
+        metric: str = "nDCG@10",
+        show_progress: bool = False,
+    ) -> dict[str, Any]:
+        """The weight ``w`` of ``(1 - w) * first + w * second`` that ranks this dev set best.
+
+        Each scorer scores the dev pairs once; every weight of ``grid`` is then a cheap re-sort.
+        Ties go to the smaller weight (the first scorer, usually the trained model, alone at 0).
+        Returns ``{"weights": [1 - w, w], "weight": w, "metric": ..., "table": {w: value}}``.
+        """
+        from synthrank.rerank.fusion import fuse_scores
+
+        if len(scorers) != 2:
+            raise ValueError(f"tune_fusion weighs two scorers, got {len(scorers)}")
+        queries, _ = self._flat_pairs()
+        first, second = (self.score(s, show_progress=show_progress) for s in scorers)
+        table: dict[float, float] = {}
+        for w in grid:
+            if not 0.0 <= w <= 1.0:
+                raise ValueError(f"fusion weights lie in [0, 1], got {w}")
+            fused = fuse_scores(queries, [first, second], [1.0 - w, w])
+            table[float(w)] = self.evaluate_scores(fused)[metric]
+        best = max(table, key=lambda w: (table[w], -w))
+        logger.info("fusion weight on %s: %.2f (%s %.4f; alone %.4f / %.4f)", self.name, best, metric,
+                    table[best], table.get(0.0, float("nan")), table.get(1.0, float("nan")))  # fmt: skip
+        return {"weights": [1.0 - best, best], "weight": best, "metric": metric, "table": table}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "queries": len(self), "pairs": self.num_pairs, "baseline": self.baseline}
