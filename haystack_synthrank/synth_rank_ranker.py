@@ -38,6 +38,8 @@ def load_scorer_for(
     device: ComponentDevice | None,
     batch_size: int | None,
     max_length: int | None,
+    fuse_with: str | None = None,
+    fusion_weight: float = 0.0,
 ) -> PairScorer:
     """Load a core scorer on the device Haystack resolves (``None`` -> CUDA/MPS if available, else CPU).
 
@@ -50,6 +52,10 @@ def load_scorer_for(
         options["batch_size"] = batch_size
     if max_length is not None:
         options["max_length"] = max_length
+    if fuse_with:
+        from synthrank.rerank.factory import load_fused_scorer
+
+        return load_fused_scorer(model, fuse_with, fusion_weight, kind=kind, **options)
     from synthrank.rerank.factory import load_scorer
 
     return load_scorer(model, kind=kind, **options)
@@ -93,6 +99,8 @@ class SynthRankRanker:
         batch_size: int = 16,
         max_length: int | None = None,
         kind: str = "auto",
+        fuse_with: str | None = None,
+        fusion_weight: float = 0.0,
     ) -> None:
         """
         Create the ranker; nothing is loaded until :meth:`warm_up`.
@@ -111,12 +119,18 @@ class SynthRankRanker:
         :param kind: ``"auto"`` (detected from the model directory: an LCE cross-encoder, a LoRA/merged LLM
             reranker from ``synthrank llmrank train``, or a plain encoder as bi-encoder), ``"cross-encoder"``,
             ``"bi-encoder"`` or ``"llm"`` (any causal LM as a pointwise true/false reranker).
-        :raises ValueError: if ``top_k`` or ``batch_size`` is not positive.
+        :param fuse_with: a second model (e.g. ``"minilm"``, the zero-shot bi-encoder) whose per-query
+            z-scored scores are mixed in with weight ``fusion_weight`` (``synthrank run`` reports the weight it
+            picked on held-out synthetic data in ``evaluation.json``); scores are then z-score sums.
+        :param fusion_weight: the second model's weight in [0, 1].
+        :raises ValueError: if ``top_k`` or ``batch_size`` is not positive, or ``fusion_weight`` is outside [0, 1].
         """
         if top_k <= 0:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, but got {batch_size}")
+        if not 0.0 <= fusion_weight <= 1.0:
+            raise ValueError(f"fusion_weight must lie in [0, 1], but got {fusion_weight}")
         self.model = str(model)
         self.device = device
         self.top_k = top_k
@@ -129,13 +143,21 @@ class SynthRankRanker:
         self.batch_size = batch_size
         self.max_length = max_length
         self.kind = kind
+        self.fuse_with = fuse_with
+        self.fusion_weight = fusion_weight
         self._scorer: PairScorer | None = None
 
     def warm_up(self) -> None:
         """Load the model (once)."""
         if self._scorer is None:
             self._scorer = load_scorer_for(
-                self.model, kind=self.kind, device=self.device, batch_size=self.batch_size, max_length=self.max_length
+                self.model,
+                kind=self.kind,
+                device=self.device,
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                fuse_with=self.fuse_with,
+                fusion_weight=self.fusion_weight,
             )
 
     def close(self) -> None:
@@ -158,6 +180,8 @@ class SynthRankRanker:
             batch_size=self.batch_size,
             max_length=self.max_length,
             kind=self.kind,
+            fuse_with=self.fuse_with,
+            fusion_weight=self.fusion_weight,
         )
 
     @classmethod

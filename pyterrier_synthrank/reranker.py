@@ -23,12 +23,16 @@ def load_pair_scorer(
     device: str | None = None,
     batch_size: int | None = None,
     max_length: int | None = None,
+    fuse_with: str | Path | None = None,
+    fusion_weight: float = 0.0,
     **kwargs: Any,
 ) -> PairScorer:
     """Build a core scorer by name or path through the core loaders (the adapters never load models themselves).
 
     ``kind="llm"``, or ``"auto"`` on a folder the LoRA trainer wrote, gives the core's LLM reranker
     (``synthrank.llmrank.load_llm_scorer``); anything else goes to ``synthrank.rerank.load_scorer``.
+    ``fuse_with`` mixes in a second model's per-query z-scores with weight ``fusion_weight``
+    (``synthrank.rerank.load_fused_scorer``).
     """
     options: dict[str, Any] = dict(kwargs)
     if device is not None:
@@ -37,6 +41,10 @@ def load_pair_scorer(
         options["batch_size"] = batch_size
     if max_length is not None:
         options["max_length"] = max_length
+    if fuse_with:
+        from synthrank.rerank.factory import load_fused_scorer
+
+        return load_fused_scorer(str(model), str(fuse_with), fusion_weight, kind=kind, **options)
     from synthrank.rerank.factory import load_scorer
 
     return load_scorer(str(model), kind=kind, **options)
@@ -60,6 +68,10 @@ class SynthReranker(pt.Transformer):
         kind: ``"auto"`` (detected from the folder: LCE cross-encoder, LoRA/merged LLM reranker, or a plain
             encoder as bi-encoder), ``"cross-encoder"``, ``"bi-encoder"`` or ``"llm"`` (any causal LM, true/false).
         max_length: token limit of a (query, document) pair when loading by name.
+        fuse_with: a second model (e.g. ``"minilm"``, the zero-shot bi-encoder) mixed in by per-query
+            z-scores with weight ``fusion_weight`` (``synthrank run`` writes the weight it picked on held-out
+            synthetic data to ``evaluation.json``); for a model given by name.
+        fusion_weight: the second model's weight in [0, 1].
 
     Example:
         >>> reranker = SynthReranker("runs/medquad/model", batch_size=64)
@@ -77,6 +89,8 @@ class SynthReranker(pt.Transformer):
         device: str | None = None,
         kind: str = "auto",
         max_length: int | None = None,
+        fuse_with: str | Path | None = None,
+        fusion_weight: float = 0.0,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -89,7 +103,13 @@ class SynthReranker(pt.Transformer):
         if isinstance(model, (str, Path)):
             self.model_name = str(model)
             self.scorer = load_pair_scorer(
-                model, kind=kind, device=device, batch_size=batch_size, max_length=max_length
+                model,
+                kind=kind,
+                device=device,
+                batch_size=batch_size,
+                max_length=max_length,
+                fuse_with=fuse_with,
+                fusion_weight=fusion_weight,
             )
         elif isinstance(model, PairScorer):
             self.model_name = type(model).__name__

@@ -104,3 +104,32 @@ def test_evaluate_systems_also_tests_against_a_named_baseline(tiny_beir: Path) -
     assert pairs == {("overlap", "bm25"), ("flat", "bm25"), ("overlap", "flat")}
     with pytest.raises(ValueError, match="compare_to"):
         evaluate_systems(dataset, bm25, {"overlap": overlap}, top_k=5, compare_to=["zero-shot"])
+
+
+def test_fused_loading_in_the_core_and_both_adapters_with_a_real_model() -> None:
+    """MiniLM fused with itself is MiniLM's own per-query z-scores, through every entry point."""
+    from haystack import Document
+
+    from haystack_synthrank import SynthRankRanker
+    from pyterrier_synthrank.reranker import load_pair_scorer
+    from synthrank.rerank import BiEncoderScorer, load_fused_scorer
+
+    query = "what damages the optic nerve"
+    docs = ["Glaucoma damages the optic nerve.", "Insulin lowers blood glucose.", "The retina senses light."]
+    plain = BiEncoderScorer("minilm").score_pairs([query] * 3, docs)
+    expected = standardise_per_query([query] * 3, plain)
+    fused = load_fused_scorer("minilm", "minilm", 0.4, kind="bi-encoder")
+    assert isinstance(fused, FusedScorer) and fused.weights == pytest.approx([0.6, 0.4])
+    assert np.allclose(fused.score_pairs([query] * 3, docs), expected, atol=1e-5)
+    via_pyterrier = load_pair_scorer("minilm", kind="bi-encoder", fuse_with="minilm", fusion_weight=0.4)
+    assert np.allclose(via_pyterrier.score_pairs([query] * 3, docs), expected, atol=1e-5)
+    ranker = SynthRankRanker(
+        model="minilm", kind="bi-encoder", fuse_with="minilm", fusion_weight=0.4, scale_score=False
+    )
+    ranked = ranker.run(query=query, documents=[Document(content=d) for d in docs])["documents"]
+    assert [d.content for d in ranked] == [docs[i] for i in np.argsort(-plain)]
+    assert np.allclose([d.score for d in ranked], sorted(expected, reverse=True), atol=1e-5)
+    with pytest.raises(ValueError):
+        SynthRankRanker(model="minilm", fuse_with="minilm", fusion_weight=1.5)
+    with pytest.raises(ValueError):
+        load_fused_scorer("minilm", "minilm", -0.1)

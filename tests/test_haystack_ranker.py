@@ -63,6 +63,8 @@ def test_to_dict_defaults() -> None:
             "batch_size": 16,
             "max_length": None,
             "kind": "auto",
+            "fuse_with": None,
+            "fusion_weight": 0.0,
         },
     }
 
@@ -81,6 +83,8 @@ def test_to_dict_from_dict_round_trip_with_every_parameter() -> None:
         batch_size=4,
         max_length=128,
         kind="cross-encoder",
+        fuse_with="minilm",
+        fusion_weight=0.3,
     )
     data = ranker.to_dict()
     assert data == {
@@ -98,6 +102,8 @@ def test_to_dict_from_dict_round_trip_with_every_parameter() -> None:
             "batch_size": 4,
             "max_length": 128,
             "kind": "cross-encoder",
+            "fuse_with": "minilm",
+            "fusion_weight": 0.3,
         },
     }
     again = SynthRankRanker.from_dict(data)
@@ -154,7 +160,15 @@ def test_scores_are_the_scorers_on_the_core_text(scorer: OverlapScorer) -> None:
     assert [d.score for d in out] == pytest.approx([expected[d.id] for d in out])
     assert all(d.score is None for d in docs)  # inputs never mutated
     assert scorer.load_calls == [  # type: ignore[attr-defined]
-        {"model": "runs/m", "kind": "auto", "device": None, "batch_size": 16, "max_length": None}
+        {
+            "model": "runs/m",
+            "kind": "auto",
+            "device": None,
+            "batch_size": 16,
+            "max_length": None,
+            "fuse_with": None,
+            "fusion_weight": 0.0,
+        }
     ]
 
 

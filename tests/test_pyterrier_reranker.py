@@ -101,7 +101,15 @@ def test_loading_by_name_goes_through_the_core_factory(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(reranker_module, "load_pair_scorer", fake_load)
     reranker = SynthReranker("some/model", batch_size=8, device="cpu", max_length=128)
-    assert seen == {"model": "some/model", "kind": "auto", "device": "cpu", "batch_size": 8, "max_length": 128}
+    assert seen == {
+        "model": "some/model",
+        "kind": "auto",
+        "device": "cpu",
+        "batch_size": 8,
+        "max_length": 128,
+        "fuse_with": None,
+        "fusion_weight": 0.0,
+    }
     assert "some/model" in repr(reranker)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from synthrank.rerank.base import PairScorer
 from synthrank.rerank.bi_encoder import BiEncoderScorer
 from synthrank.rerank.cross_encoder import CrossEncoderReranker, ModelInfo, inspect_model
-from synthrank.rerank.factory import load_scorer
+from synthrank.rerank.factory import load_fused_scorer, load_scorer
 from synthrank.rerank.fusion import FusedScorer, fuse_scores, standardise_per_query
 from synthrank.rerank.memo import RememberingScorer
 
@@ -22,6 +22,7 @@ __all__ = [
     "RememberingScorer",
     "fuse_scores",
     "inspect_model",
+    "load_fused_scorer",
     "load_scorer",
     "standardise_per_query",
 ]

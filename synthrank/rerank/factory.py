@@ -61,6 +61,27 @@ def load_scorer(model: str | Path, kind: ScorerKind | str = "auto", **kwargs: An
     )
 
 
+def load_fused_scorer(
+    model: str | Path, fuse_with: str | Path, weight: float, *, kind: ScorerKind | str = "auto", **kwargs: Any
+) -> PairScorer:
+    """``model`` fused with a second model (e.g. the zero-shot ``"minilm"``): ``(1 - weight) * model + weight * other``.
+
+    Both are loaded by :func:`load_scorer` with the same keyword arguments (device, batch size...);
+    scores are per-query z-scores (see :class:`~synthrank.rerank.fusion.FusedScorer`). ``synthrank run``
+    picks ``weight`` on held-out synthetic groups and writes it to ``OUT/evaluation.json``.
+
+    Example:
+        >>> load_fused_scorer("runs/medquad/train/model", "minilm", 0.3)
+    """
+    from synthrank.rerank.fusion import FusedScorer
+
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"fusion weight must lie in [0, 1], got {weight}")
+    first = load_scorer(model, kind=kind, **kwargs)
+    second = load_scorer(fuse_with, kind="auto", **kwargs)
+    return FusedScorer([first, second], [1.0 - weight, weight], [Path(str(model)).name, Path(str(fuse_with)).name])
+
+
 def _is_llm_reranker(model: str | Path) -> bool:
     from synthrank.llmrank.scorer import is_llmrank_model
 
