@@ -63,6 +63,10 @@ OUTPUTS = ("candidates.jsonl", "groups.jsonl", "mine_config.json", "mine_stats.j
 @click.option("--min-negatives", default=1, show_default=True, type=click.IntRange(0),
               help="Queries with fewer negatives get no group.")
 @click.option("--seed", default=42, show_default=True, type=int, help="Seed of --sampling random.")
+@click.option("--denoise-model", default=None,
+              help="A second model (e.g. minilm, the zero-shot bi-encoder) that vetoes candidates it scores above a positive.")
+@click.option("--denoise-margin", default=0.0, show_default=True, type=float,
+              help="With --denoise-model: drop candidates it scores above d_pos - margin.")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1),
               help="Queries retrieved and written per step.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
@@ -87,6 +91,7 @@ def mine(ctx: click.Context, output_dir: str, config_file: str | None, overwrite
             margin=v["margin"], absolute_margin=v["absolute_margin"], max_score=v["max_score"],
             min_score=v["min_score"], sampling=v["sampling"], exclude_near_duplicates=v["dedup"],
             min_negatives=v["min_negatives"], seed=v["seed"], batch_size=v["batch_size"],
+            denoise_margin=v["denoise_margin"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -103,6 +108,7 @@ def mine(ctx: click.Context, output_dir: str, config_file: str | None, overwrite
         "backend": v["backend"],
         "retriever": _describe(retriever),
         "mining": config.to_dict(),
+        "denoise_model": v["denoise_model"],
     }
     _check_resume(out, settings, restart=restart)
     write_json(out / "mine_config.json", settings)
@@ -112,7 +118,12 @@ def mine(ctx: click.Context, output_dir: str, config_file: str | None, overwrite
     elif len(retriever) != len(dataset.corpus):
         raise click.UsageError(f"--index-dir holds {len(retriever)} documents but the corpus has {len(dataset.corpus)}")
     try:
-        miner = HardNegativeMiner(retriever, dataset.corpus, config, positives=positives)
+        denoiser = None
+        if v["denoise_model"]:
+            from synthrank.rerank import load_scorer
+
+            denoiser = load_scorer(v["denoise_model"])
+        miner = HardNegativeMiner(retriever, dataset.corpus, config, positives=positives, denoiser=denoiser)
         summary = miner.mine_to_files(
             queries, out / "candidates.jsonl", out / "groups.jsonl", show_progress=v["progress"]
         )

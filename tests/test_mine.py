@@ -29,7 +29,9 @@ from synthrank.retrieve import Hit, InMemoryBM25
 DOCS = [
     Document("e1", "Glaucoma damages the optic nerve; eye pressure is often high.", "Glaucoma"),
     Document("e2", "glaucoma damages the OPTIC nerve -- eye pressure is often high!!", "GLAUCOMA"),
-    Document("e3", "Optic nerve damage from glaucoma can be slowed with eye drops that lower pressure.", "Glaucoma treatment"),
+    Document(
+        "e3", "Optic nerve damage from glaucoma can be slowed with eye drops that lower pressure.", "Glaucoma treatment"
+    ),
     Document("e4", "Optic neuritis is inflammation that damages the optic nerve.", "Optic neuritis"),
     Document("e5", "Nerve damage in diabetes can affect the eyes and the feet.", "Diabetic neuropathy"),
     Document("e6", "Nerve damage in diabetes can affect the eyes and the feet.", "Diabetic neuropathy"),
@@ -263,8 +265,11 @@ def test_mine_to_files_writes_both_artifacts(bm25: InMemoryBM25, tmp_path: Path)
     assert [c["query_id"] for c in candidates] == ["s1", "s2", "s3", "s4", "s5"]
     first = candidates[0]
     assert set(first) == {"query_id", "query", "source_doc_id", "candidates"}
-    assert first["candidates"][0] == {"doc_id": first["candidates"][0]["doc_id"], "rank": 1,
-                                      "score": first["candidates"][0]["score"]}
+    assert first["candidates"][0] == {
+        "doc_id": first["candidates"][0]["doc_id"],
+        "rank": 1,
+        "score": first["candidates"][0]["score"],
+    }
     groups = read_groups(tmp_path / "groups.jsonl")
     assert summary["groups_written"] == len(groups) == summary["groups_total"]
     assert summary["queries_mined"] == 5 and summary["queries_resumed"] == 0
@@ -307,10 +312,19 @@ def write_lines(path: Path, records: list) -> Path:
 
 
 def test_read_mining_queries_keeps_meta(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "q.jsonl", [
-        {"query_id": "s1", "query": "optic nerve", "source_doc_id": "e1", "query_type": "keyword", "persona": "nurse"},
-        {"_id": 7, "text": "blood sugar"},
-    ])
+    path = write_lines(
+        tmp_path / "q.jsonl",
+        [
+            {
+                "query_id": "s1",
+                "query": "optic nerve",
+                "source_doc_id": "e1",
+                "query_type": "keyword",
+                "persona": "nurse",
+            },
+            {"_id": 7, "text": "blood sugar"},
+        ],
+    )
     first, second = read_mining_queries(path, corpus=CORPUS)
     assert first == MiningQuery("s1", "optic nerve", "e1")
     assert first.meta == {"query_type": "keyword", "persona": "nurse"}
@@ -340,10 +354,13 @@ def test_read_positives_from_qrels_and_labels(tmp_path: Path) -> None:
     qrels.write_text("query-id\tcorpus-id\tscore\ns1\te3\t2\ns1\te4\t0\ns2\te5\t1\n", encoding="utf-8")
     assert read_positives(qrels) == {"s1": {"e3"}, "s2": {"e5"}}
     assert read_positives(qrels, min_grade=2) == {"s1": {"e3"}}
-    labels = write_lines(tmp_path / "labels.jsonl", [
-        {"query_id": "s1", "doc_id": "e3", "grade": 3, "probability": 0.9, "reason": "answers it"},
-        {"query_id": "s1", "doc_id": "e4", "grade": 0, "probability": 0.1, "reason": "other disease"},
-    ])
+    labels = write_lines(
+        tmp_path / "labels.jsonl",
+        [
+            {"query_id": "s1", "doc_id": "e3", "grade": 3, "probability": 0.9, "reason": "answers it"},
+            {"query_id": "s1", "doc_id": "e4", "grade": 0, "probability": 0.1, "reason": "other disease"},
+        ],
+    )
     assert read_positives(labels, min_grade=2) == {"s1": {"e3"}}
     bad = write_lines(tmp_path / "bad.jsonl", [{"query_id": "s1", "doc_id": "e3"}])
     with pytest.raises(DataError, match="grade") as err:
@@ -355,3 +372,35 @@ def test_scores_of_in_memory_backend_match_its_hits(bm25: InMemoryBM25) -> None:
     # The margin relies on score() agreeing with retrieve(); guard that contract here.
     hits = bm25.retrieve([QUERY.query], k=4)[0]
     np.testing.assert_allclose(bm25.score(QUERY.query, ids(hits)), [h.score for h in hits], rtol=1e-5)
+
+
+class TitleScorer:
+    """A stand-in second model: scores a passage by a fixed table keyed on its title; counts calls."""
+
+    def __init__(self, table: dict[str, float]) -> None:
+        self.table = table
+        self.calls: list[int] = []
+
+    def score_pairs(
+        self, queries: Sequence[str], documents: Sequence[str], *, show_progress: bool = False
+    ) -> np.ndarray:
+        self.calls.append(len(queries))
+        return np.asarray([self.table.get(d.split("\n")[0], 0.0) for d in documents], dtype=np.float32)
+
+
+def test_denoiser_vetoes_candidates_it_prefers_to_the_positive(bm25: InMemoryBM25) -> None:
+    """e3 (treatment) is what the second model likes best: an unlabelled positive, not a negative."""
+    plain = mine_one(bm25, top_k=10, num_negatives=5)
+    assert "e3" in ids(plain.negatives)
+    scorer = TitleScorer({"Glaucoma": 0.8, "Glaucoma treatment": 0.9, "Glaucoma in adults": 0.75})
+    miner = HardNegativeMiner(bm25, CORPUS, MiningConfig(top_k=10, num_negatives=5), denoiser=scorer)
+    mined = next(iter(miner.mine([QUERY, MiningQuery("s2", "asthma airways", "e11")])))
+    assert "e3" not in ids(mined.negatives) and mined.skipped["denoised"] == 1
+    assert "e7" in ids(mined.negatives)  # below the positive: kept
+    assert len(scorer.calls) == 1  # one scoring call for the whole batch of queries
+    # a margin widens the veto to candidates within it of the positive
+    strict = HardNegativeMiner(
+        bm25, CORPUS, MiningConfig(top_k=10, num_negatives=5, denoise_margin=0.1), denoiser=scorer
+    )
+    mined = next(iter(strict.mine([QUERY])))
+    assert not {"e3", "e7"} & set(ids(mined.negatives)) and mined.skipped["denoised"] == 2

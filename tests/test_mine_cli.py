@@ -79,8 +79,9 @@ def test_config_file_values_apply_and_flags_win(tiny_beir: Path, queries_file: P
     config = tmp_path / "mine.yaml"
     config.write_text("num-negatives: 1\nrange-min: 1\nsampling: random\n", encoding="utf-8")
     out = tmp_path / "out"
-    code, output = run("--corpus", tiny_beir, "--queries", queries_file, "--output-dir", out, "--config", config,
-                       "--range-min", "0")
+    code, output = run(
+        "--corpus", tiny_beir, "--queries", queries_file, "--output-dir", out, "--config", config, "--range-min", "0"
+    )
     assert code == 0, output
     mining = json.loads((out / "mine_config.json").read_text())["mining"]
     assert (mining["num_negatives"], mining["range_min"], mining["sampling"]) == (1, 0, "random")
@@ -90,8 +91,20 @@ def test_known_positives_are_never_negatives(tiny_beir: Path, queries_file: Path
     positives = tmp_path / "labels.jsonl"
     positives.write_text(json.dumps({"query_id": "s2", "doc_id": "d5", "grade": 3}) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    code, output = run("--corpus", tiny_beir, "--queries", queries_file, "--output-dir", out,
-                       "--positives", positives, "--positive-grade", "2", "--num-negatives", "2")
+    code, output = run(
+        "--corpus",
+        tiny_beir,
+        "--queries",
+        queries_file,
+        "--output-dir",
+        out,
+        "--positives",
+        positives,
+        "--positive-grade",
+        "2",
+        "--num-negatives",
+        "2",
+    )
     assert code == 0, output
     s2 = [g for g in read_groups(out / "groups.jsonl") if g.query_id == "s2"]
     assert [g.positive.doc_id for g in s2] == ["d2", "d5"]
@@ -105,22 +118,66 @@ def test_saved_index_is_loaded(tiny_beir: Path, queries_file: Path, tmp_path: Pa
     bm25 = InMemoryBM25()
     bm25.index(read_corpus(tiny_beir).values())
     bm25.save(tmp_path / "index")
-    code, output = run("--corpus", tiny_beir, "--queries", queries_file, "--output-dir", tmp_path / "out",
-                       "--index-dir", tmp_path / "index", "--num-negatives", "2")
+    code, output = run(
+        "--corpus",
+        tiny_beir,
+        "--queries",
+        queries_file,
+        "--output-dir",
+        tmp_path / "out",
+        "--index-dir",
+        tmp_path / "index",
+        "--num-negatives",
+        "2",
+    )
     assert code == 0, output
     assert len(read_groups(tmp_path / "out" / "groups.jsonl")) == 3
 
 
 def test_bad_query_line_is_named(tiny_beir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(QUERIES[0]) + "\n" + json.dumps({"query_id": "s9", "query": "x", "source_doc_id": "d99"})
-                   + "\n", encoding="utf-8")
+    bad.write_text(
+        json.dumps(QUERIES[0]) + "\n" + json.dumps({"query_id": "s9", "query": "x", "source_doc_id": "d99"}) + "\n",
+        encoding="utf-8",
+    )
     code, output = run("--corpus", tiny_beir, "--queries", bad, "--output-dir", tmp_path / "out")
     assert code == 1
     assert f"{bad}:2" in output and "source_doc_id" in output and "d99" in output
 
 
 def test_inconsistent_options_are_a_usage_error(tiny_beir: Path, queries_file: Path, tmp_path: Path) -> None:
-    code, output = run("--corpus", tiny_beir, "--queries", queries_file, "--output-dir", tmp_path / "out",
-                       "--range-min", "5", "--range-max", "3")
+    code, output = run(
+        "--corpus",
+        tiny_beir,
+        "--queries",
+        queries_file,
+        "--output-dir",
+        tmp_path / "out",
+        "--range-min",
+        "5",
+        "--range-max",
+        "3",
+    )
     assert code == 2 and "range_max" in output
+
+
+def test_denoise_model_is_a_real_second_opinion(tiny_beir: Path, queries_file: Path, tmp_path: Path) -> None:
+    """With MiniLM as the denoiser, every kept negative scores below its query's positive under MiniLM."""
+    import numpy as np
+
+    from synthrank.data import load_dataset
+    from synthrank.rerank import BiEncoderScorer
+
+    out = tmp_path / "out"
+    code, output = run("--corpus", tiny_beir, "--queries", queries_file, "--output-dir", out, "--num-negatives", "3",
+                       "--top-k", "6", "--denoise-model", "minilm", "--denoise-margin", "0.05")  # fmt: skip
+    assert code == 0, output
+    assert json.loads((out / "mine_config.json").read_text())["denoise_model"] == "minilm"
+    stats = json.loads((out / "mine_stats.json").read_text())
+    corpus = load_dataset(tiny_beir).corpus
+    scorer = BiEncoderScorer("minilm")
+    for group in read_groups(out / "groups.jsonl"):
+        texts = [corpus[group.positive.doc_id].full_text(), *(corpus[n.doc_id].full_text() for n in group.negatives)]
+        scores = scorer.score_pairs([group.query] * len(texts), texts)
+        assert np.all(scores[1:] <= scores[0] - 0.05 + 1e-5), group.query_id
+    assert stats["skipped"]["denoised"] >= 1  # the veto did fire on this corpus

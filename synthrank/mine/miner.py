@@ -37,6 +37,7 @@ from synthrank.data.records import Document
 from synthrank.errors import SynthrankError
 from synthrank.mine.dedup import TextHashes
 from synthrank.mine.inputs import MiningQuery
+from synthrank.rerank.base import PairScorer
 from synthrank.retrieve.base import Hit, Retriever
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class MiningConfig:
         min_negatives: groups with fewer negatives than this are not written (counted in the summary).
         seed: seed of the random sampling.
         batch_size: queries retrieved per call to the backend (and written per step).
+        denoise_margin: with a ``denoiser`` model given to the miner: a candidate the denoiser scores
+            above ``d_pos - denoise_margin`` is dropped, where ``d_pos`` is its lowest score among the
+            query's positives. A cheap second opinion (e.g. the zero-shot bi-encoder) against the
+            unlabelled positives BM25 ranks high (sentence-transformers' margin on embedding scores).
 
     Example:
         >>> config = MiningConfig(num_negatives=8, range_min=3, margin=0.1, sampling="random")
@@ -86,6 +91,7 @@ class MiningConfig:
     min_negatives: int = 1
     seed: int = 42
     batch_size: int = 1000
+    denoise_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -156,15 +162,21 @@ class MinedQuery:
 
     def groups(self, corpus: Mapping[str, Document]) -> list[TrainingGroup]:
         """One training group per positive, all sharing the query's negatives."""
-        negatives = [Passage(h.doc_id, corpus[h.doc_id].full_text(), rank=h.rank, score=round(h.score, 6))
-                     for h in self.negatives]
+        negatives = [
+            Passage(h.doc_id, corpus[h.doc_id].full_text(), rank=h.rank, score=round(h.score, 6))
+            for h in self.negatives
+        ]
         meta: dict[str, Any] = {"source_doc_id": self.query.source_doc_id, **self.query.meta}
         out = []
         for pid in self.positive_ids:
             hit = self.positive_hits.get(pid)
             score = self.positive_scores.get(pid)
-            positive = Passage(pid, corpus[pid].full_text(), rank=hit.rank if hit else None,
-                               score=round(score, 6) if score is not None else None)
+            positive = Passage(
+                pid,
+                corpus[pid].full_text(),
+                rank=hit.rank if hit else None,
+                score=round(score, 6) if score is not None else None,
+            )
             out.append(TrainingGroup(self.query.query_id, self.query.query, positive, list(negatives), dict(meta)))
         return out
 
@@ -179,6 +191,9 @@ class HardNegativeMiner:
         corpus: the documents the retriever indexed (texts for the groups, near-duplicate hashes).
         config: the mining options.
         positives: extra known positives per query id (qrels or judge labels), never mined as negatives.
+        denoiser: a :class:`~synthrank.rerank.PairScorer` (e.g. ``load_scorer("minilm")``) that scores
+            each query's positives and candidates; candidates it prefers to a positive (by
+            ``config.denoise_margin``) are dropped as likely false negatives. ``None``: no denoising.
 
     Example:
         >>> bm25 = InMemoryBM25()
@@ -194,8 +209,10 @@ class HardNegativeMiner:
         config: MiningConfig | None = None,
         *,
         positives: Mapping[str, Collection[str]] | None = None,
+        denoiser: PairScorer | None = None,
     ) -> None:
         self.retriever = retriever
+        self.denoiser = denoiser
         self.corpus = corpus
         self.config = config if config is not None else MiningConfig()
         self.positives = {qid: set(ids) for qid, ids in (positives or {}).items()}
@@ -229,13 +246,21 @@ class HardNegativeMiner:
                 batch = queries[start : start + cfg.batch_size]
                 hit_lists = self.retriever.retrieve([q.query for q in batch], k=cfg.top_k)
                 if len(hit_lists) != len(batch):
-                    raise SynthrankError(f"the retriever returned {len(hit_lists)} result lists for {len(batch)} queries")
-                for query, hits in zip(batch, hit_lists, strict=True):
-                    yield self.select(query, hits)
+                    raise SynthrankError(
+                        f"the retriever returned {len(hit_lists)} result lists for {len(batch)} queries"
+                    )
+                denoised = self._denoise_scores(batch, hit_lists)
+                for query, hits, scores in zip(batch, hit_lists, denoised, strict=True):
+                    yield self.select(query, hits, scores)
                 bar.update(len(batch))
 
-    def select(self, query: MiningQuery, hits: Sequence[Hit]) -> MinedQuery:
-        """Apply the exclusions, the range window and the sampling to one query's hits (best first)."""
+    def select(
+        self, query: MiningQuery, hits: Sequence[Hit], denoise_scores: Mapping[str, float] | None = None
+    ) -> MinedQuery:
+        """Apply the exclusions, the range window and the sampling to one query's hits (best first).
+
+        ``denoise_scores``: the denoiser's score of each positive and candidate (doc id -> score).
+        """
         cfg = self.config
         positives = self.positives_of(query)
         positive_set = set(positives)
@@ -251,6 +276,9 @@ class HardNegativeMiner:
                 threshold = min(threshold, reference - cfg.absolute_margin)
             if cfg.margin is not None:
                 threshold = min(threshold, reference - abs(reference) * cfg.margin)
+        denoise_threshold = math.inf
+        if denoise_scores and positives and all(p in denoise_scores for p in positives):
+            denoise_threshold = min(denoise_scores[p] for p in positives) - cfg.denoise_margin
         dedup = cfg.exclude_near_duplicates
         positive_hashes = {self._hash(p) for p in positives} if dedup else set()
         kept_hashes: set[str] = set()
@@ -276,6 +304,9 @@ class HardNegativeMiner:
                 continue
             if hit.score > threshold:
                 skipped["margin"] += 1
+                continue
+            if denoise_scores and denoise_scores.get(hit.doc_id, -math.inf) > denoise_threshold:
+                skipped["denoised"] += 1
                 continue
             if dedup:
                 if digest in kept_hashes:
@@ -354,6 +385,26 @@ class HardNegativeMiner:
             "config": self.config.to_dict(),
         }
 
+    def _denoise_scores(
+        self, batch: Sequence[MiningQuery], hit_lists: Sequence[Sequence[Hit]]
+    ) -> list[dict[str, float] | None]:
+        """The denoiser's scores of each query's positives and candidates, in one scoring call per batch."""
+        if self.denoiser is None:
+            return [None] * len(batch)
+        owners: list[tuple[int, str]] = []
+        for i, (query, hits) in enumerate(zip(batch, hit_lists, strict=True)):
+            doc_ids = dict.fromkeys([*self.positives_of(query), *(h.doc_id for h in hits)])
+            owners.extend((i, d) for d in doc_ids if d in self.corpus)
+        if not owners:
+            return [None] * len(batch)
+        scores = self.denoiser.score_pairs(
+            [batch[i].query for i, _ in owners], [self.corpus[d].full_text() for _, d in owners]
+        )
+        out: list[dict[str, float] | None] = [{} for _ in batch]
+        for (i, doc_id), score in zip(owners, scores, strict=True):
+            out[i][doc_id] = float(score)  # type: ignore[index]
+        return out
+
     def _hash(self, doc_id: str) -> str:
         try:
             return self._hashes[doc_id]
@@ -425,8 +476,9 @@ def _drop_groups_of_unfinished_queries(path: Path, done: set[str]) -> int:
             try:
                 query_id = json.loads(raw)["query_id"]
             except (ValueError, KeyError, TypeError):
-                raise SynthrankError(f"{path}: a line of the groups file is not a group; remove the file or "
-                                     "pass --overwrite") from None
+                raise SynthrankError(
+                    f"{path}: a line of the groups file is not a group; remove the file or pass --overwrite"
+                ) from None
             if query_id in done:
                 kept.append(raw)
             else:

@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
         "margin": None,
         "sampling": "top",
         "exclude_near_duplicates": True,
+        # a cheap second opinion against false negatives: candidates this model (e.g. "minilm", the
+        # zero-shot bi-encoder) scores above the source passage (minus denoise_margin) are not negatives
+        "denoise_model": None,
+        "denoise_margin": 0.0,
         "seed": 42,
         "elasticsearch": {
             "url": None,  # default $ELASTICSEARCH_URL or http://localhost:9200

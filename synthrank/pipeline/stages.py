@@ -144,10 +144,15 @@ def run_mine(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     from synthrank.mine import HardNegativeMiner, MiningConfig, read_mining_queries
 
     m = run.config["mine"]
-    options = {k: v for k, v in m.items() if k not in ("backend", "elasticsearch")}
+    options = {k: v for k, v in m.items() if k not in ("backend", "elasticsearch", "denoise_model")}
     config = MiningConfig.from_dict(options)
     queries = read_mining_queries(ctx.path("queries.jsonl"), corpus=run.dataset.corpus)
-    miner = HardNegativeMiner(run.retriever(), run.dataset.corpus, config)
+    denoiser = None
+    if m["denoise_model"]:
+        from synthrank.rerank import load_scorer
+
+        denoiser = load_scorer(m["denoise_model"])
+    miner = HardNegativeMiner(run.retriever(), run.dataset.corpus, config, denoiser=denoiser)
     summary = miner.mine_to_files(
         queries, ctx.path("candidates.jsonl"), ctx.path("mined_groups.jsonl"), show_progress=run.show_progress
     )
