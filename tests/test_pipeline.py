@@ -23,7 +23,9 @@ def _group(qid: str, pos: str = "d1") -> TrainingGroup:
 
 def test_config_layers_and_unknown_keys_name_the_field(tmp_path: Path) -> None:
     cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text("corpus: data/x\ngenerate:\n  max_passages: 7\nmine:\n  elasticsearch:\n    url: http://es:9200\n")
+    cfg_file.write_text(
+        "corpus: data/x\ngenerate:\n  max_passages: 7\nmine:\n  elasticsearch:\n    url: http://es:9200\n"
+    )
     cfg = load_run_config(cfg_file, {"generate": {"seed": 3}})
     assert cfg["corpus"] == "data/x" and cfg["generate"]["max_passages"] == 7 and cfg["generate"]["seed"] == 3
     assert cfg["mine"]["elasticsearch"]["url"] == "http://es:9200" and cfg["mine"]["top_k"] == DEFAULTS["mine"]["top_k"]
@@ -134,7 +136,9 @@ def test_fill_negatives_tops_up_with_unjudged_mined_passages(tmp_path: Path) -> 
 
     labelled = [TrainingGroup("q1", "query", p("src", 2), [p("n1", 3)]),
                 TrainingGroup("q1", "query", p("rescued", 1), [p("n1", 3)])]  # fmt: skip
-    mined = [TrainingGroup("q1", "query", p("src", 2), [p("rescued", 1), p("n1", 3), p("n9", 9), p("n5", 5), p("n7", 7)])]
+    mined = [
+        TrainingGroup("q1", "query", p("src", 2), [p("rescued", 1), p("n1", 3), p("n9", 9), p("n5", 5), p("n7", 7)])
+    ]
     write_groups(tmp_path / "groups.jsonl", labelled)
     write_groups(tmp_path / "mined.jsonl", mined)
     added, dropped = fill_negatives(tmp_path / "groups.jsonl", tmp_path / "mined.jsonl", pool_size=3)
@@ -146,3 +150,43 @@ def test_fill_negatives_tops_up_with_unjudged_mined_passages(tmp_path: Path) -> 
     write_groups(tmp_path / "groups.jsonl", labelled)
     assert fill_negatives(tmp_path / "groups.jsonl", tmp_path / "mined.jsonl", pool_size=3, min_negatives=4) == (0, 2)
     assert read_groups(tmp_path / "groups.jsonl") == []
+
+
+def test_fusion_weight_is_tuned_on_dev_groups_the_denoiser_did_not_filter(tiny_beir: Path, tmp_path: Path) -> None:
+    """With a denoiser, mined dev groups hold only negatives it ranks below the positive; fusion must not see those."""
+    import numpy as np
+
+    from synthrank.pipeline.stages import _tune_fusion
+
+    out = tmp_path / "run"
+    out.mkdir()
+    queries = [{"query_id": "s1", "query": "eye disease damaging the optic nerve", "source_doc_id": "d1"},
+               {"query_id": "s2", "query": "blood glucose hormone", "source_doc_id": "d5"}]  # fmt: skip
+    (out / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    config = load_run_config(None, {"corpus": str(tiny_beir), "mine": {"top_k": 5, "num_negatives": 3,
+                                    "denoise_model": "minilm"}, "label": {"enabled": False}})  # fmt: skip
+    run = RunContext(config, out, show_progress=False)
+    ctx = StepContext(out, {})
+    # dev groups as a denoised mine step could leave them: nothing but the positive
+    write_groups(out / "dev_groups.jsonl", [
+        TrainingGroup("s1", queries[0]["query"], Passage("d1", "x"), [Passage("d9", "unrelated", rank=5)]),
+        TrainingGroup("s2", queries[1]["query"], Passage("d5", "y"), [Passage("d9", "unrelated", rank=5)])])  # fmt: skip
+
+    class Seen:
+        def __init__(self) -> None:
+            self.docs: set[str] = set()
+
+        def score_pairs(self, queries: list[str], documents: list[str], *, show_progress: bool = False) -> np.ndarray:
+            self.docs.update(documents)
+            return np.arange(len(documents), dtype=np.float32)
+
+    trained, zero_shot = Seen(), Seen()
+    tuned = _tune_fusion(run, ctx, {"synthrank": trained, "zero-shot bi-encoder": zero_shot})
+    assert tuned is not None and tuned["dev_groups"] == 2 and set(tuned["table"]) >= {"0.0", "1.0"}
+    corpus = run.dataset.corpus
+    assert "unrelated" not in zero_shot.docs  # re-mined: real BM25 negatives, not the denoised ones
+    assert corpus["d1"].full_text() in zero_shot.docs and len(zero_shot.docs) > 2
+    # no zero-shot model evaluated, or no dev groups: no fusion row
+    assert _tune_fusion(run, ctx, {"synthrank": trained}) is None
+    (out / "dev_groups.jsonl").write_text("")
+    assert _tune_fusion(run, ctx, {"synthrank": trained, "zero-shot bi-encoder": zero_shot}) is None

@@ -140,12 +140,20 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- mine
 
 
+def mining_config(mine: Mapping[str, Any]) -> Any:
+    """The run config's ``mine`` section as a :class:`~synthrank.mine.MiningConfig` (backend and model keys aside)."""
+    from synthrank.mine import MiningConfig
+
+    return MiningConfig.from_dict(
+        {k: v for k, v in mine.items() if k not in ("backend", "elasticsearch", "denoise_model")}
+    )
+
+
 def run_mine(run: RunContext, ctx: StepContext) -> dict[str, Any]:
-    from synthrank.mine import HardNegativeMiner, MiningConfig, read_mining_queries
+    from synthrank.mine import HardNegativeMiner, read_mining_queries
 
     m = run.config["mine"]
-    options = {k: v for k, v in m.items() if k not in ("backend", "elasticsearch", "denoise_model")}
-    config = MiningConfig.from_dict(options)
+    config = mining_config(m)
     queries = read_mining_queries(ctx.path("queries.jsonl"), corpus=run.dataset.corpus)
     denoiser = None
     if m["denoise_model"]:
@@ -386,6 +394,17 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
 FUSED_NAME = "synthrank + zero-shot (fused)"
 
 
+def _mine_without_denoiser(run: RunContext, ctx: StepContext, query_ids: set[str]) -> list[TrainingGroup]:
+    """The given queries' groups as the mine step makes them, minus the denoiser (BM25 negatives only)."""
+    from synthrank.mine import HardNegativeMiner, read_mining_queries
+
+    config = mining_config(run.config["mine"])
+    queries = [
+        q for q in read_mining_queries(ctx.path("queries.jsonl"), corpus=run.dataset.corpus) if q.query_id in query_ids
+    ]
+    return HardNegativeMiner(run.retriever(), run.dataset.corpus, config).mine_groups(queries)
+
+
 def _tune_fusion(run: RunContext, ctx: StepContext, scorers: Mapping[str, Any]) -> dict[str, Any] | None:
     """The fusion weight of the trained model and the zero-shot model, picked on the held-out synthetic groups."""
     from synthrank.train import DevSet
@@ -398,6 +417,10 @@ def _tune_fusion(run: RunContext, ctx: StepContext, scorers: Mapping[str, Any]) 
     if not dev_groups:
         logger.warning("no fusion row: no held-out synthetic groups to pick its weight on (train.dev_fraction)")
         return None
+    if run.config["mine"]["denoise_model"]:
+        # the denoiser vetoed every negative it preferred to the positive: groups mined with it would
+        # make the zero-shot model look perfect on dev; re-mine the dev queries without it
+        dev_groups = _mine_without_denoiser(run, ctx, {g.query_id for g in dev_groups})
     dev = DevSet.from_groups(dev_groups, name="held-out synthetic groups")
     tuned = dev.tune_fusion([scorers["synthrank"], scorers["zero-shot bi-encoder"]], show_progress=run.show_progress)
     tuned["table"] = {f"{w:.1f}": v for w, v in tuned["table"].items()}
