@@ -67,11 +67,28 @@ def _config(path: Path, cache: Path, **llm: object) -> Path:
     config = {
         "llm": {"model": "smollm2-135m", "cache": str(cache), "n_ctx": 2048, **llm},
         # SmolLM2's queries are poor: the quality filters are off here (they are tested on their own)
-        "generate": {"max_passages": 6, "query_types": ["keyword", "natural"], "types_per_passage": 1, "json_mode": True,
-                     "max_tokens": 96, "roundtrip_k": 0, "max_copy_ratio": 0, "min_words": 1, "max_words": 0},
+        "generate": {
+            "max_passages": 6,
+            "query_types": ["keyword", "natural"],
+            "types_per_passage": 1,
+            "json_mode": True,
+            "max_tokens": 96,
+            "roundtrip_k": 0,
+            "max_copy_ratio": 0,
+            "min_words": 1,
+            "max_words": 0,
+        },
         "mine": {"top_k": 20, "num_negatives": 6},
         "label": {"judge_top_k": 3, "yes_threshold": 0.2},  # SmolLM2 rarely says yes with confidence
-        "train": {"group_size": 4, "epochs": 1, "batch_size": 2, "max_length": 128, "options": {"max_steps": 3}},
+        # half the queries held out, so the fusion weight has dev groups to be picked on
+        "train": {
+            "group_size": 4,
+            "epochs": 1,
+            "batch_size": 2,
+            "max_length": 128,
+            "dev_fraction": 0.5,
+            "options": {"max_steps": 3},
+        },
         "evaluate": {"top_k": 10, "baselines": ["bm25", "zero-shot"]},
     }
     path.write_text(yaml.safe_dump(config))
@@ -108,7 +125,10 @@ def test_run_end_to_end_then_everything_is_skipped(tmp_path: Path, llama_server:
     names = [s["name"] for s in evaluation["systems"]]
     assert names[:3] == ["bm25", "zero-shot bi-encoder", "synthrank"]
     # the fused row exists exactly when held-out synthetic groups could pick its weight
-    assert names[3:] == (["synthrank + zero-shot (fused)"] if "fusion" in evaluated else [])
+    assert names[3:] == ["synthrank + zero-shot (fused)"] and 0.0 <= evaluated["fusion"]["weight"] <= 1.0
+    if "fusion" in evaluated:  # its cost is both models' (their scores are computed once and shared)
+        seconds = {s["name"]: s["seconds_per_query"] for s in evaluation["systems"]}
+        assert seconds["synthrank + zero-shot (fused)"] >= seconds["synthrank"] + seconds["zero-shot bi-encoder"]
     assert {(s["system"], s["baseline"]) for s in evaluation["significance"]} >= {
         ("synthrank", "bm25"),
         ("synthrank", "zero-shot bi-encoder"),
