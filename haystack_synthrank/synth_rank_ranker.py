@@ -52,13 +52,9 @@ def load_scorer_for(
         options["batch_size"] = batch_size
     if max_length is not None:
         options["max_length"] = max_length
-    if fuse_with:
-        from synthrank.rerank.factory import load_fused_scorer
-
-        return load_fused_scorer(model, fuse_with, fusion_weight, kind=kind, **options)
     from synthrank.rerank.factory import load_scorer
 
-    return load_scorer(model, kind=kind, **options)
+    return load_scorer(model, kind=kind, fuse_with=fuse_with, fusion_weight=fusion_weight, **options)
 
 
 @component

@@ -41,13 +41,9 @@ def load_pair_scorer(
         options["batch_size"] = batch_size
     if max_length is not None:
         options["max_length"] = max_length
-    if fuse_with:
-        from synthrank.rerank.factory import load_fused_scorer
-
-        return load_fused_scorer(str(model), str(fuse_with), fusion_weight, kind=kind, **options)
     from synthrank.rerank.factory import load_scorer
 
-    return load_scorer(str(model), kind=kind, **options)
+    return load_scorer(str(model), kind=kind, fuse_with=fuse_with, fusion_weight=fusion_weight, **options)
 
 
 class SynthReranker(pt.Transformer):

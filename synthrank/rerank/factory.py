@@ -13,8 +13,17 @@ from synthrank.rerank.cross_encoder import CrossEncoderReranker, inspect_model
 ScorerKind = Literal["auto", "cross-encoder", "bi-encoder", "llm"]
 
 
-def load_scorer(model: str | Path, kind: ScorerKind | str = "auto", **kwargs: Any) -> PairScorer:
+def load_scorer(
+    model: str | Path,
+    kind: ScorerKind | str = "auto",
+    *,
+    fuse_with: str | Path | None = None,
+    fusion_weight: float = 0.0,
+    **kwargs: Any,
+) -> PairScorer:
     """Build the right scorer for ``model``; keyword arguments go to its constructor.
+
+    ``fuse_with`` names a second model mixed in with weight ``fusion_weight`` (see :func:`load_fused_scorer`).
 
     ``kind="auto"`` reads the model's config: a folder the LoRA trainer wrote becomes the LLM
     reranker (:class:`~synthrank.llmrank.CausalLMReranker`), a one-logit ``*ForSequenceClassification``
@@ -30,6 +39,8 @@ def load_scorer(model: str | Path, kind: ScorerKind | str = "auto", **kwargs: An
         >>> load_scorer("minilm", kind="cross-encoder", fresh_head=True)  # untrained head, for plumbing
         >>> load_scorer("qwen2.5-coder-0.5b", kind="llm")  # an untuned LLM as a pointwise reranker
     """
+    if fuse_with:
+        return load_fused_scorer(model, fuse_with, fusion_weight, kind=kind, **kwargs)
     if kind == "llm" or (kind == "auto" and _is_llm_reranker(model)):
         from synthrank.llmrank import load_llm_scorer  # torch + peft only when an LLM is asked for
 
