@@ -6,7 +6,8 @@ top-k passages (title + text) from ``InMemoryBM25``. The pairs are split into bl
 block, each system scores the block in a rotating order, so load from other processes on a shared
 machine hits every system alike. Reports pairs/s (wall and per CPU-second), the ratio ours / peer,
 the max abs difference of the raw logits (fp32 must stay < 1e-3), peak RSS growth while scoring,
-and int8 dynamic quantization as an extra row. Writes benchmarks/results/rerank.json after every
+and, as extra rows, the same reranker one batch at a time (without ``workers``) and int8 dynamic
+quantization. Writes benchmarks/results/rerank.json after every
 block (``"complete": false`` until the end).
 
     .venv/bin/python benchmarks/bench_rerank.py                 # the committed 10k-pair run
@@ -107,6 +108,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass, for both systems")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both (default: torch's)")
     parser.add_argument("--blocks", type=int, default=10, help="interleaving blocks (robustness to machine load)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="batches synthrank scores at once (CrossEncoderReranker(workers=...)); default: the CPU count",
+    )
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="JSON path (default results/rerank.json for 10k pairs)")
@@ -152,14 +159,27 @@ def main() -> None:
         load_rss["sentence-transformers"] = rss_bytes() - before
 
         before = rss_bytes()
-        ours = CrossEncoderReranker(model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size)
+        ours = CrossEncoderReranker(
+            model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size, workers=args.workers
+        )
         ours.warm_up()
         systems["synthrank"] = ours.score_pairs
         load_rss["synthrank"] = rss_bytes() - before
+        if args.workers > 1:  # the same reranker one batch at a time: what the workers add
+            serial = CrossEncoderReranker(
+                model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size
+            )
+            serial.warm_up()
+            systems["synthrank-1-worker"] = serial.score_pairs
         if not args.no_int8:
             before = rss_bytes()
             int8 = CrossEncoderReranker(
-                model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size, quantize="int8"
+                model_dir,
+                device="cpu",
+                max_length=args.max_length,
+                batch_size=args.batch_size,
+                quantize="int8",
+                workers=args.workers,
             )
             int8.warm_up()
             systems["synthrank-int8"] = int8.score_pairs
@@ -267,6 +287,8 @@ def report(
         "target_ratio": 1.5,
         "target_max_abs_diff_fp32": 1e-3,
     }
+    if "synthrank-1-worker" in by:
+        summary["ratio_1_worker_wall"] = wall["sentence-transformers"] / wall["synthrank-1-worker"]
     if "synthrank-int8" in by:
         summary["ratio_int8_wall"] = wall["sentence-transformers"] / wall["synthrank-int8"]
         summary["ratio_int8_cpu"] = cpu["sentence-transformers"] / cpu["synthrank-int8"]
@@ -281,6 +303,7 @@ def report(
         "pairs_requested": len(pairs),
         "max_length": args.max_length,
         "batch_size": args.batch_size,
+        "workers": args.workers,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -19,6 +19,13 @@ qrels are only ever used for evaluation. Rows (each trained with the same traine
 Every row's result is written to the JSON as soon as it exists; a rerun skips rows already there.
 
     .venv/bin/python benchmarks/report_medquad.py --run-dir runs/report-medquad
+
+With a model `synthrank run` already trained, rows can reuse it instead of training their own, e.g.
+the out-of-domain rows alone for the MedQuAD CPU run:
+
+    .venv/bin/python benchmarks/report_medquad.py --run-dir runs/medquad-cpu \
+        --model runs/medquad-cpu/train/model --skip medquad,judge,ablations,sweep \
+        --output benchmarks/results/report_medquad_cpu.json
 """
 
 from __future__ import annotations
@@ -118,7 +125,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--sweep", default="100,200,400,800,1600")
     parser.add_argument("--ood-queries", type=int, default=300)
-    parser.add_argument("--skip", default="", help="comma-separated row groups to skip: judge,ablations,sweep,ood")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated row groups to skip: medquad,judge,ablations,sweep,ood"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a cross-encoder already trained on --run-dir's groups (e.g. RUN/train/model from `synthrank run`): "
+        "the 'synthrank (LCE)' row, the judge comparison and the OOD rows use it instead of training one",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "report_medquad.json")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -150,7 +166,12 @@ def main() -> None:
         "backbone": "all-MiniLM-L6-v2", "train_groups": len(train_groups), "dev_groups": len(dev_groups),
         "synthetic_queries": len(queries_meta), "machine": f"{platform.machine()}, 2 CPU cores (shared), no GPU",
     })  # fmt: skip
-    scorer_kw = {"batch_size": 64, "max_length": 256}
+    scorer_kw = {"batch_size": 64}  # each model scores at the length it was trained at (saved with it)
+
+    def lce_model() -> Path:
+        if args.model is not None:
+            return args.model
+        return train(train_groups, work / "lce", loss="lce", epochs=args.epochs, seed=args.seed, dev=dev)
 
     def row(key: str, make: Callable[[], Any], **extra: Any) -> None:
         if results.has(key):
@@ -163,10 +184,10 @@ def main() -> None:
             results.put("bm25", system_row(report, "bm25"))
         logger.info("%s: %s", key, results.data["rows"][key]["metrics"])
 
-    row("zero-shot bi-encoder", lambda: BiEncoderScorer("minilm", batch_size=64))
-    row("synthrank (LCE)", lambda: load_scorer(train(train_groups, work / "lce", loss="lce", epochs=args.epochs,
-                                                      seed=args.seed, dev=dev), **scorer_kw),
-        train_groups=len(train_groups))  # fmt: skip
+    if "medquad" not in skip:
+        row("zero-shot bi-encoder", lambda: BiEncoderScorer("minilm", batch_size=64))
+        row("synthrank (LCE)", lambda: load_scorer(lce_model(), **scorer_kw), train_groups=len(train_groups),
+            model=str(args.model or work / "lce"))  # fmt: skip
     if "ablations" not in skip:
         row("ablation: pointwise BCE", lambda: load_scorer(train(train_groups, work / "bce", loss="bce",
                                                                  epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
@@ -197,8 +218,7 @@ def main() -> None:
             t0 = time.perf_counter()
             rep = evaluate(judged, bm25, {"llm judge": judge}, args.judge_top_k)
             usage = client.usage.to_dict()
-        ours = load_scorer(work / "lce" / "model" if (work / "lce" / "model").exists() else
-                           Path(json.loads((work / "lce" / "metrics.json").read_text())["model_dir"]), **scorer_kw)  # fmt: skip
+        ours = load_scorer(trained_model(args, work), **scorer_kw)
         same_subset = evaluate(judged, bm25, {names[0]: ours, names[1]: BiEncoderScorer("minilm")}, args.judge_top_k)
         results.put("llm judge", {
             **system_row(rep, "llm judge"), "queries": len(judged.judged_queries()), "top_k": args.judge_top_k,
@@ -221,7 +241,9 @@ def main() -> None:
     write_markdown(results.data, args.output.with_suffix(".md"))
 
 
-def run_sweep(args: Any, results: Results, medquad: Any, test: Any, bm25: Any, scorer_kw: dict[str, Any], work: Path) -> None:
+def run_sweep(
+    args: Any, results: Results, medquad: Any, test: Any, bm25: Any, scorer_kw: dict[str, Any], work: Path
+) -> None:
     """Training-set size sweep on LLM-free pseudo-query groups (the local LLM cannot write 1,600 here)."""
     from synthrank.data import Document
     from synthrank.mine import HardNegativeMiner, MiningConfig, MiningQuery
@@ -247,6 +269,16 @@ def run_sweep(args: Any, results: Results, medquad: Any, test: Any, bm25: Any, s
                           "wall_seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
 
 
+def trained_model(args: Any, work: Path) -> Path:
+    """The LCE model of the report: the one given with --model, or the one the report trained."""
+    if args.model is not None:
+        return Path(args.model)
+    model_dir = work / "lce" / "model"
+    if not model_dir.exists():
+        model_dir = Path(json.loads((work / "lce" / "metrics.json").read_text())["model_dir"])
+    return model_dir
+
+
 def run_ood(args: Any, results: Results, work: Path, scorer_kw: dict[str, Any]) -> None:
     """The MedQuAD-trained model out of domain: it must not lose to its base model."""
     from synthrank.data import load_dataset
@@ -254,9 +286,7 @@ def run_ood(args: Any, results: Results, work: Path, scorer_kw: dict[str, Any]) 
     from synthrank.rerank import BiEncoderScorer, load_scorer
     from synthrank.retrieve import InMemoryBM25
 
-    model_dir = work / "lce" / "model"
-    if not model_dir.exists():
-        model_dir = Path(json.loads((work / "lce" / "metrics.json").read_text())["model_dir"])
+    model_dir = trained_model(args, work)
     for name, split in (("beir-scifact", "test"), ("agentset-msmarco-subset", "test")):
         key = f"ood: {name}"
         if results.has(key) or not (SHARED / name).exists():
@@ -268,7 +298,7 @@ def run_ood(args: Any, results: Results, work: Path, scorer_kw: dict[str, Any]) 
                    "synthrank (LCE)": load_scorer(model_dir, **scorer_kw)}  # fmt: skip
         report = evaluate(data, bm25, scorers, args.top_k)
         rows = {n: system_row(report, n) for n in ["bm25", *scorers]}
-        results.put(key, {"systems": rows, "queries": len(data.judged_queries()),
+        results.put(key, {"systems": rows, "queries": len(data.judged_queries()), "model": str(model_dir),
                           "vs zero-shot": significance(rows["synthrank (LCE)"]["per_query"]["nDCG@10"],
                                                        rows["zero-shot bi-encoder"]["per_query"]["nDCG@10"])})  # fmt: skip
 

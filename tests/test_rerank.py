@@ -196,6 +196,7 @@ def test_bad_arguments_fail_clearly(tiny_ce: Path) -> None:
         ({"quantize": "int4"}, "quantize"),
         ({"stride": -1}, "stride"),
         ({"max_passages": 0}, "max_passages"),
+        ({"workers": 0}, "workers"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -204,8 +205,9 @@ def test_bad_arguments_fail_clearly(tiny_ce: Path) -> None:
 
 def test_to_dict_round_trips_every_parameter(tiny_ce: Path) -> None:
     reranker = CrossEncoderReranker(
-        tiny_ce, batch_size=7, max_length=48, long_documents="maxp", stride=16, max_passages=3, num_threads=1
-    )
+        tiny_ce, batch_size=7, max_length=48, long_documents="maxp", stride=16, max_passages=3, num_threads=1,
+        workers=2,
+    )  # fmt: skip
     data = reranker.to_dict()
     assert data == CrossEncoderReranker.from_dict(data).to_dict()
     assert data["batch_size"] == 7 and data["long_documents"] == "maxp" and data["model"] == str(tiny_ce)
@@ -216,6 +218,46 @@ def test_num_threads_is_restored_after_scoring(tiny_ce: Path) -> None:
     before = torch.get_num_threads()
     CrossEncoderReranker(tiny_ce, num_threads=1, max_length=32).score_pairs(QUERIES[:2], DOCS[:2])
     assert torch.get_num_threads() == before
+
+
+def test_concurrent_batches_give_the_same_scores_and_share_the_threads(
+    tiny_ce: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    queries, docs = many_pairs(60)
+    want = CrossEncoderReranker(tiny_ce, max_length=64, batch_size=4).score_pairs(queries, docs)
+    reranker = CrossEncoderReranker(tiny_ce, max_length=64, batch_size=4, workers=3, num_threads=6)
+    reranker.warm_up()
+    seen: list[tuple[str, int, bool]] = []
+    forward = reranker.model.forward
+
+    def spying_forward(*args: Any, **kwargs: Any) -> Any:
+        seen.append((threading.current_thread().name, torch.get_num_threads(), torch.is_inference_mode_enabled()))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(reranker.model, "forward", spying_forward)
+    before = torch.get_num_threads()
+    got = reranker.score_pairs(queries, docs, show_progress=True)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)  # every batch's rows land in their place
+    assert len(seen) == 15  # 60 pairs / 4 per batch
+    assert all(name.startswith("synthrank-rerank") for name, _, _ in seen)
+    assert {threads for _, threads, _ in seen} == {2}  # 6 threads shared by 3 concurrent batches
+    assert all(inference for _, _, inference in seen)  # no autograd graph in the worker threads
+    assert torch.get_num_threads() == before
+
+
+def test_a_failing_batch_in_a_worker_raises_in_the_caller(tiny_ce: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reranker = CrossEncoderReranker(tiny_ce, max_length=64, batch_size=4, workers=2)
+    reranker.warm_up()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory in a batch")
+
+    monkeypatch.setattr(reranker.model, "forward", broken)
+    queries, docs = many_pairs(20)
+    with pytest.raises(RuntimeError, match="out of memory in a batch"):
+        reranker.score_pairs(queries, docs)
 
 
 def test_from_model_wraps_a_live_model(tiny_ce: Path) -> None:
