@@ -166,11 +166,13 @@ def main() -> None:
         systems["synthrank"] = ours.score_pairs
         load_rss["synthrank"] = rss_bytes() - before
         if args.workers > 1:  # the same reranker one batch at a time: what the workers add
+            before = rss_bytes()
             serial = CrossEncoderReranker(
                 model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size
             )
             serial.warm_up()
             systems["synthrank-1-worker"] = serial.score_pairs
+            load_rss["synthrank-1-worker"] = rss_bytes() - before
         if not args.no_int8:
             before = rss_bytes()
             int8 = CrossEncoderReranker(
