@@ -27,10 +27,6 @@ def read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def step_usage(run_dir: Path) -> list[dict[str, Any]]:
-    return [s for s in read(run_dir / "usage.json")["steps"] if isinstance(s, dict)]
-
-
 def machine() -> str:
     cpu = ""
     try:
@@ -63,7 +59,7 @@ def collect(run_dir: Path, config: str | None, notes: list[str]) -> dict[str, An
         "command": command,
         "machine": machine(),
         "llm": run_config["llm"]["model"] if not run_config["llm"].get("base_url") else run_config["llm"]["base_url"],
-        "steps": step_usage(run_dir),
+        "steps": read(run_dir / "usage.json")["steps"],
         "notes": notes,
         "generate": {
             k: generate[k] for k in ("passages", "generated", "kept", "rejected", "parse_failures") if k in generate
