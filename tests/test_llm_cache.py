@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,25 +48,30 @@ def test_put_get_persist(tmp_path: Path) -> None:
     again.close()
 
 
-def _writer(path: str, start: int) -> None:
+def _writer(path: str, start: int, barrier: Any) -> None:
+    barrier.wait()  # every process opens the new file at the same moment: the race CI once lost
     cache = ResponseCache(path)
-    for i in range(start, start + 200):
+    for i in range(start, start + 100):
         cache.put(f"k{i}", "m", {"i": i}, {"text": str(i)})
     cache.close()
 
 
 def test_safe_across_processes(tmp_path: Path) -> None:
-    path = str(tmp_path / "shared.sqlite")
+    """Several processes creating one cache file at once all succeed (WAL switch retried while locked)."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, s)) for s in (0, 200)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    cache = ResponseCache(path)
-    assert len(cache) == 400
-    assert cache.get("k399") == {"text": "399"}
+    for trial in range(3):
+        path = str(tmp_path / f"shared{trial}.sqlite")
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_writer, args=(path, s, barrier)) for s in (0, 100, 200, 300)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        cache = ResponseCache(path)
+        assert len(cache) == 400
+        assert cache.get("k399") == {"text": "399"}
+        cache.close()
 
 
 def test_usage_counts_and_costs() -> None:

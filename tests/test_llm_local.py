@@ -15,7 +15,7 @@ from synthrank.llm.local import LocalLlamaServer, free_port
 def test_command_has_the_flags_llama_cpp_server_needs(tmp_path: Path) -> None:
     server = LocalLlamaServer(tmp_path / "m.gguf", alias="qwen2.5-coder-1.5b", port=1234, n_ctx=2048, n_threads=2)
     cmd = server.command()
-    assert cmd[1:3] == ["-m", "llama_cpp.server"]
+    assert cmd[1:3] == ["-m", "synthrank.llm.llama_server_main"]  # llama_cpp.server behind the AMX guard
     flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == "1234"
     assert flags["--model_alias"] == "qwen2.5-coder-1.5b"
@@ -50,3 +50,23 @@ def test_local_client_reports_its_model_name_without_starting() -> None:
     assert client.model == "qwen2.5-coder-1.5b"
     assert client.base_url is None and "local llama.cpp" in repr(client)
     client.close()
+
+
+def test_amx_guard_turns_extra_buffers_off_only_where_they_crash(tmp_path: Path) -> None:
+    from synthrank.llm.llama_server_main import build_has_amx_kernels, cpu_has_amx_tiles, use_extra_buffers
+
+    assert use_extra_buffers(None, cpu_amx=True, build_amx=True) is False
+    assert use_extra_buffers("auto", cpu_amx=False, build_amx=True) is True
+    assert use_extra_buffers("auto", cpu_amx=True, build_amx=False) is True
+    assert use_extra_buffers("on", cpu_amx=True, build_amx=True) is True
+    assert use_extra_buffers("OFF", cpu_amx=False, build_amx=False) is False
+    with pytest.raises(SystemExit, match="use auto, on or off"):
+        use_extra_buffers("maybe", cpu_amx=False, build_amx=False)
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile amx_int8\n", encoding="utf-8")
+    assert cpu_has_amx_tiles(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16x\n", encoding="utf-8")
+    assert not cpu_has_amx_tiles(info)
+    assert not cpu_has_amx_tiles(tmp_path / "absent")
+    assert build_has_amx_kernels("CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |")
+    assert not build_has_amx_kernels("CPU : AVX2 = 1 | REPACK = 1 |")

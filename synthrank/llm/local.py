@@ -93,6 +93,9 @@ def check_server_dependencies() -> None:
 class LocalLlamaServer:
     """``python -m llama_cpp.server`` on 127.0.0.1 and a free port, started and stopped by this object.
 
+    It runs through :mod:`synthrank.llm.llama_server_main`, which keeps llama.cpp off its AMX
+    kernels where they crash.
+
     Args:
         model_path: a GGUF file.
         alias: the model name the server answers to (what requests send and caches key on).
@@ -149,7 +152,7 @@ class LocalLlamaServer:
     def command(self) -> list[str]:
         n_threads = self.n_threads or os.cpu_count() or 1
         return [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "synthrank.llm.llama_server_main",  # llama_cpp.server, safe on AMX CPUs
             "--model", str(self.model_path),
             "--host", self.host,
             "--port", str(self.port),
