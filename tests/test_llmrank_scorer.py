@@ -35,6 +35,14 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(old)
 
 
+@pytest.fixture(autouse=True)
+def _fp32_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the exact fp32 math; the bf16 default of AMX CPUs has tests of its own."""
+    from synthrank.models import cpu
+
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: False)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("tiny") / "model")
@@ -177,3 +185,20 @@ def test_metadata_decides_prompt_and_length(tiny: Path, tmp_path: Path) -> None:
     assert scorer.prompt is not None and scorer.prompt.max_query_tokens == 2
     topic_docs = [f"{k} {v}" for k, v in TOPICS.items()]
     assert scorer.score_pairs(["what is glaucoma"] * len(topic_docs), topic_docs).shape == (len(topic_docs),)
+
+
+def test_default_dtype_is_bf16_on_an_amx_cpu(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from synthrank.models import cpu
+
+    fp32 = CausalLMReranker(tiny, batch_size=2).score_pairs(QUERIES, DOCS)
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: True)
+    reranker = CausalLMReranker(tiny, batch_size=2)
+    got = reranker.score_pairs(QUERIES, DOCS)
+    assert next(reranker.model.parameters()).dtype == torch.bfloat16
+    assert got.dtype == np.float32 and not np.array_equal(got, fp32)
+    np.testing.assert_allclose(got, fp32, atol=0.05)
+    forced = CausalLMReranker(tiny, batch_size=2, dtype="float32")
+    forced.warm_up()
+    assert next(forced.model.parameters()).dtype == torch.float32

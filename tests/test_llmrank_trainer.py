@@ -48,6 +48,15 @@ def _config(tiny: Path, **overrides: object) -> LoRATrainingConfig:
     return LoRATrainingConfig(**values)  # type: ignore[arg-type]
 
 
+
+@pytest.fixture(autouse=True)
+def _fp32_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the exact fp32 math; the bf16 default of AMX CPUs has tests of its own."""
+    from synthrank.models import cpu
+
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: False)
+
+
 def test_collate_left_pads_and_masks_everything_but_the_answers() -> None:
     rows = [([5, 6, 7, 8], [-100, -100, -100, 8]), ([5, 9], [-100, 9]), ([1, 2, 3, 4, 5], [-100, -100, -100, 4, 5])]
     inputs, labels, keep = _collate(rows, pad_id=0, device="cpu")
@@ -157,3 +166,31 @@ def test_bad_inputs_are_refused(tiny: Path, tmp_path: Path) -> None:
         LoRATrainingConfig.from_dict({"lr": 1})
     cfg = LoRATrainingConfig.from_dict({"prompt": {"reasoning": True}, "epochs": 2})
     assert cfg.prompt.reasoning and LoRATrainingConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_bf16_lora_training_on_an_amx_cpu(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the CPU has AMX the base runs in bf16 under autocast; LoRA weights and the saved adapter stay fp32."""
+    import torch
+    from safetensors.torch import load_file
+
+    from synthrank.models import cpu
+
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: True)
+    seen: set[torch.dtype] = set()
+    real_linear = torch.nn.functional.linear
+
+    def spy(x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        out = real_linear(x, *args, **kwargs)  # type: ignore[arg-type]
+        seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    result = LoRATrainer(_config(tiny, epochs=1, checkpoint_every=0), tmp_path / "out").train(
+        toy_examples(), show_progress=False
+    )
+    monkeypatch.undo()
+    assert seen == {torch.bfloat16}
+    assert result.metrics["bf16"] is True
+    adapter = load_file(str(result.adapter_dir / "adapter_model.safetensors"))  # type: ignore[operator]
+    assert adapter and all(t.dtype == torch.float32 for t in adapter.values())
+    assert all(np.isfinite(h["loss"]) for h in result.metrics["history"])

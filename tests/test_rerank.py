@@ -553,13 +553,40 @@ def test_int8_on_cuda_is_refused_before_loading(monkeypatch: pytest.MonkeyPatch,
     assert reranker._model is None
 
 
-def test_half_precision_loading_path_on_cpu(tiny_ce: Path) -> None:
-    """The CUDA half-precision path loads weights in that dtype; bf16 also runs on CPU, so check it here."""
+def test_bf16_on_cpu_is_autocast_over_float32_weights(tiny_ce: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU, bf16 keeps fp32 weights and runs the matrix multiplies in bf16 (AMX where present)."""
+    seen: list[torch.dtype] = []
+    real_linear = torch.nn.functional.linear
+
+    def spy(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        out = real_linear(x, *args, **kwargs)
+        seen.append(out.dtype)
+        return out
+
+    queries, docs = many_pairs()
+    reference = reference_scores(tiny_ce, queries, docs, 64)
     reranker = CrossEncoderReranker(tiny_ce, device="cpu", dtype="bfloat16", max_length=64)
-    got = reranker.score_pairs(QUERIES, DOCS)
-    assert next(reranker.model.parameters()).dtype == torch.bfloat16
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    got = reranker.score_pairs(queries, docs)
+    monkeypatch.undo()
+    assert next(reranker.model.parameters()).dtype == torch.float32
+    assert seen and set(seen) == {torch.bfloat16}  # every linear layer ran under bf16 autocast
     assert got.dtype == np.float32
-    np.testing.assert_allclose(got, reference_scores(tiny_ce, QUERIES, DOCS, 64), atol=0.1)
+    assert np.abs(got - reference).max() > 0  # it is not the fp32 path
+    np.testing.assert_allclose(got, reference, atol=0.05)
+    fp32 = CrossEncoderReranker(tiny_ce, device="cpu", max_length=64).score_pairs(queries, docs)
+    np.testing.assert_allclose(fp32, reference, atol=1e-5)  # "auto" on CPU stays fp32
+    with pytest.raises(ModelError, match="leave dtype='auto'"):
+        CrossEncoderReranker(tiny_ce, device="cpu", dtype="bfloat16", quantize="int8").warm_up()
+
+
+def test_bi_encoder_bf16_on_cpu_stays_close(tiny_encoder: Path) -> None:
+    queries, docs = many_pairs(12)
+    fp32 = BiEncoderScorer(tiny_encoder, device="cpu").score_pairs(queries, docs)
+    bf16 = BiEncoderScorer(tiny_encoder, device="cpu", dtype="bfloat16")
+    got = bf16.score_pairs(queries, docs)
+    assert next(bf16._model.parameters()).dtype == torch.float32 and bf16._autocast == torch.bfloat16
+    np.testing.assert_allclose(got, fp32, atol=0.02)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

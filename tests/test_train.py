@@ -359,12 +359,38 @@ def test_gradient_checkpointing_gives_the_same_training(tmp_path: Path, tiny_mod
     assert not json.loads((ckpt.model_dir / "config.json").read_text()).get("gradient_checkpointing", False)
 
 
-def test_bf16_on_cpu_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+def test_bf16_on_cpu_trains_under_autocast(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    with pytest.raises(DataError, match="CUDA only"):
-        train_reranker(make_groups(n=4), tmp_path / "run", tiny_config(tiny_model, precision="bf16"), show_progress=False)
+    seen: set[torch.dtype] = set()
+    real_linear = torch.nn.functional.linear
 
+    def spy(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        out = real_linear(x, *args, **kwargs)
+        seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    result = train_reranker(make_groups(n=8), tmp_path / "run", tiny_config(tiny_model, precision="bf16"),
+                            show_progress=False)  # fmt: skip
+    monkeypatch.undo()
+    assert seen == {torch.bfloat16}
+    assert result.metrics["precision"] == "bf16"
+    saved = weights(result.model_dir)
+    assert all(t.dtype == torch.float32 for t in saved.values())  # fp32 master weights, fp32 checkpoint
+    with pytest.raises(DataError, match="fp16 training needs a CUDA GPU"):
+        train_reranker(make_groups(n=4), tmp_path / "fp16", tiny_config(tiny_model, precision="fp16"), show_progress=False)
+
+
+def test_auto_precision_on_cpu_follows_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthrank.models import cpu
+    from synthrank.train.trainer import resolve_precision
+
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("fp32", "cpu") == "fp32"
 
 
 # --------------------------------------------------------------------------- CLI

@@ -17,11 +17,13 @@ import numpy as np
 
 from synthrank.errors import ModelError
 from synthrank.rerank.cross_encoder import (
+    autocast_context,
     batch_tensors,
     inspect_model,
     quiet_transformers,
     resolve_device,
     resolve_dtype,
+    split_dtype,
     torch_threads,
 )
 
@@ -86,6 +88,7 @@ class BiEncoderScorer:
         self._model: Any = None
         self._tokenizer: Any = None
         self._device = "cpu"
+        self._autocast: Any = None
         self._max_length = max_length or 256
         self._pooling: Pooling = pooling or "mean"
 
@@ -101,13 +104,14 @@ class BiEncoderScorer:
         if folder is not None:
             self._read_sentence_transformers_settings(folder)
         self._device = resolve_device(self.device)
+        weights_dtype, self._autocast = split_dtype(resolve_dtype(self.dtype, self._device), self._device)
         with quiet_transformers():
             try:
                 model = AutoModel.from_pretrained(
                     info.source,
                     use_safetensors=True,
                     trust_remote_code=self.trust_remote_code,
-                    dtype=resolve_dtype(self.dtype, self._device),
+                    dtype=weights_dtype,
                 )
                 tokenizer = AutoTokenizer.from_pretrained(info.source, trust_remote_code=self.trust_remote_code)
             except (OSError, ValueError) as exc:
@@ -172,7 +176,7 @@ class BiEncoderScorer:
         enc = tok(list(texts), truncation=True, max_length=self._max_length, padding=False)
         ids = enc["input_ids"]
         order = np.argsort([-len(r) for r in ids], kind="stable")
-        with torch_threads(self.num_threads), torch.inference_mode():
+        with torch_threads(self.num_threads), torch.inference_mode(), autocast_context(self._device, self._autocast):
             for start in tqdm(
                 range(0, len(order), self.batch_size), desc=desc, unit="batch", disable=not show_progress
             ):

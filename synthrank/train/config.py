@@ -55,8 +55,8 @@ class TrainConfig:
         early_stopping_patience: stop after this many evaluations without improvement (0: never).
         save_every: optimizer steps between checkpoints (0: only when stopped early or at the end).
         keep_checkpoints: how many recent checkpoints to keep on disk.
-        precision: ``"auto"`` (bf16 on a CUDA GPU that has it, else fp16 there; fp32 on CPU), or forced;
-            bf16/fp16 autocast runs on CUDA only.
+        precision: ``"auto"`` (bf16 on a CUDA GPU that has it, else fp16 there; on a CPU bf16 where it has
+            AMX, else fp32), or forced. bf16 on a CPU is autocast over fp32 weights; fp16 needs CUDA.
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
         length_bucket_rows: rows per forward pass after sorting a batch's pairs by token length, so each
             pass pads to almost nothing (0: one pass over the whole batch).

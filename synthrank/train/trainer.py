@@ -168,19 +168,29 @@ def collate(
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` -> bf16 on a CUDA GPU that has it, fp16 on other GPUs, fp32 on CPU."""
+    """``auto`` -> bf16 on a CUDA GPU that has it, fp16 on other GPUs; on a CPU bf16 where it has AMX, else fp32.
+
+    On a CPU, bf16 is autocast (matrix multiplies in bf16, weights and optimizer in fp32): with AMX
+    it trains ~1.4-2.5x faster than fp32 (measured on MiniLM); without AMX it gains little.
+    """
     import torch
 
     cuda = device.startswith("cuda")
     if precision == "auto":
         if not cuda:
-            return "fp32"
+            from synthrank.models.cpu import cpu_has_amx
+
+            return "bf16" if cpu_has_amx() else "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision in ("bf16", "fp16") and not cuda:
+    if precision == "fp16" and not cuda:
         raise DataError(
-            f"{precision} autocast runs on CUDA only and this run is on {device}; use precision 'auto' or 'fp32'",
+            f"fp16 training needs a CUDA GPU (loss scaling) and this run is on {device}; use 'bf16', 'fp32' or 'auto'",
             field="precision",
         )
+    if precision == "bf16" and not cuda:
+        from synthrank.models.cpu import warn_if_bf16_is_slow
+
+        warn_if_bf16_is_slow("bf16 training")
     return precision
 
 
@@ -466,7 +476,7 @@ class RerankerTrainer:
             autocast = self._accelerator.autocast
         elif precision in ("bf16", "fp16"):
             dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-            autocast = lambda: torch.autocast("cuda", dtype=dtype)  # noqa: E731
+            autocast = lambda: torch.autocast(device.split(":")[0], dtype=dtype)  # noqa: E731
         else:
             autocast = contextlib.nullcontext
         bucket = 0 if distributed else cfg.length_bucket_rows  # DDP wants one forward per backward
