@@ -190,3 +190,58 @@ def test_fusion_weight_is_tuned_on_dev_groups_the_denoiser_did_not_filter(tiny_b
     assert _tune_fusion(run, ctx, {"synthrank": trained}) is None
     (out / "dev_groups.jsonl").write_text("")
     assert _tune_fusion(run, ctx, {"synthrank": trained, "zero-shot bi-encoder": zero_shot}) is None
+
+
+def test_evaluate_passes_dtype_to_every_model_and_the_judge_depth(
+    tiny_beir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate.dtype reaches the trained and the zero-shot scorer; the judge subset reranks llm_judge_top_k."""
+    import numpy as np
+
+    import synthrank.evaluate as evaluate_module
+    import synthrank.label as label_module
+    import synthrank.llm as llm_module
+    import synthrank.rerank as rerank_module
+    from synthrank.pipeline.stages import run_evaluate
+
+    built: list[tuple[str, dict]] = []
+
+    class Fake:
+        def __init__(self, model: object, **kwargs: object) -> None:
+            built.append((str(model), dict(kwargs)))
+
+        def score_pairs(self, queries: list[str], documents: list[str], *, show_progress: bool = False) -> np.ndarray:
+            return np.zeros(len(documents), dtype=np.float32)
+
+    class FakeClient:
+        usage = type("U", (), {"to_dict": lambda self: {}})()
+
+        def __init__(self, *a: object, **k: object) -> None: ...
+        def __enter__(self) -> FakeClient:
+            return self
+
+        def __exit__(self, *a: object) -> None: ...
+
+    depths: list[int] = []
+    real = evaluate_module.evaluate_systems
+
+    def spy(*args: object, top_k: int, **kwargs: object) -> object:
+        depths.append(top_k)
+        return real(*args, top_k=top_k, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rerank_module, "BiEncoderScorer", Fake)
+    monkeypatch.setattr(rerank_module, "load_scorer", Fake)
+    monkeypatch.setattr(label_module, "LLMJudge", lambda client, mode: Fake("judge"))
+    monkeypatch.setattr(llm_module, "LLMClient", FakeClient)
+    monkeypatch.setattr(evaluate_module, "evaluate_systems", spy)
+    out = tmp_path / "run"
+    out.mkdir()
+    config = load_run_config(None, {"corpus": str(tiny_beir), "evaluate": {
+        "dtype": "bfloat16", "top_k": 5, "llm_judge_top_k": 3, "fusion": False,
+        "baselines": ["bm25", "zero-shot", "llm-judge"]}})  # fmt: skip
+    summary = run_evaluate(RunContext(config, out, show_progress=False), StepContext(out, {}))
+    assert [name for name, _ in built][::2] == ["minilm", "judge"] and len(built) == 3  # zero-shot, trained, judge
+    assert [kw.get("dtype") for _, kw in built] == ["bfloat16", "bfloat16", None]
+    assert depths == [5, 3]
+    assert "BM25 top-3, with the LLM judge" in (out / "evaluation.txt").read_text()
+    assert summary["queries"] == 3

@@ -84,7 +84,7 @@ class CausalLMReranker:
         batch_size: pairs per forward pass.
         max_length: the most prompt tokens per pair; passages are cut to fit.
         prompt: prompt settings; default: those the model was trained with, else :class:`PointwisePrompt()`.
-        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``; ``None``: bfloat16 on CUDA and on CPUs with AMX
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``; ``None``/``"auto"``: bfloat16 on CUDA and on CPUs with AMX
             (Intel Sapphire Rapids and later: bf16 matrix units), float32 on other CPUs.
         score: ``"probability"`` (P(true)/(P(true)+P(false)), in 0..1) or ``"log_odds"`` (its logit: same
             order, no float32 saturation near 0 and 1).
@@ -174,7 +174,8 @@ class CausalLMReranker:
         device = self.device or default_device()
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"device {device!r} asked for, but torch sees no CUDA device")
-        dtype_name = self.dtype or ("bfloat16" if device.startswith("cuda") or cpu_has_amx() else "float32")
+        auto = self.dtype in (None, "auto")
+        dtype_name = ("bfloat16" if device.startswith("cuda") or cpu_has_amx() else "float32") if auto else str(self.dtype)
         torch_dtype = _torch_dtype(dtype_name)
 
         base: str | Path

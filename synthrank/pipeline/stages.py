@@ -357,9 +357,11 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     scorers: dict[str, Any] = {}
     if "zero-shot" in e["baselines"]:
         scorers["zero-shot bi-encoder"] = RememberingScorer(
-            BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"])
+            BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"], dtype=e["dtype"])
         )
-    scorers["synthrank"] = RememberingScorer(load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"]))
+    scorers["synthrank"] = RememberingScorer(
+        load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"], dtype=e["dtype"])
+    )
     fusion = _tune_fusion(run, ctx, scorers) if e["fusion"] else None
     if fusion is not None:
         scorers[FUSED_NAME] = FusedScorer(
@@ -383,10 +385,13 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
 
         with LLMClient(llm_config(run.config)) as client:
             scorers["llm judge"] = LLMJudge(client, mode=run.config["label"]["judge_mode"])
-            sub = evaluate_systems(judged, retriever, scorers, split=e["split"], top_k=e["top_k"],
+            sub = evaluate_systems(judged, retriever, scorers, split=e["split"], top_k=e["llm_judge_top_k"] or e["top_k"],
                                    show_progress=run.show_progress)  # fmt: skip
             result["llm_judge_subset"] = {**sub.to_json(per_query=True), "usage": client.usage.to_dict()}
-        tables.append(f"(subset of {len(judged.judged_queries())} queries, with the LLM judge)\n{format_table(sub)}")
+        depth = e["llm_judge_top_k"] or e["top_k"]
+        tables.append(
+            f"(subset of {len(judged.judged_queries())} queries, BM25 top-{depth}, with the LLM judge)\n{format_table(sub)}"
+        )
     write_json(ctx.path("evaluation.json"), result)
     ctx.path("evaluation.txt").write_text("\n\n".join(tables) + "\n", encoding="utf-8")
     systems = {s["name"]: s["metrics"] for s in result["main"]["systems"]}
@@ -442,8 +447,9 @@ def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]
     if not dev_groups:
         raise SynthrankError("nothing to evaluate on: the corpus has no qrels and no synthetic query was held out")
     dev = DevSet.from_groups(dev_groups)
-    systems = {"zero-shot bi-encoder": dev.evaluate(BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"])),
-               "synthrank": dev.evaluate(load_scorer(trained_model_dir(ctx.output_dir), batch_size=e["batch_size"]))}  # fmt: skip
+    kw = {"batch_size": e["batch_size"], "dtype": e["dtype"]}
+    systems = {"zero-shot bi-encoder": dev.evaluate(BiEncoderScorer(e["zero_shot_model"], **kw)),
+               "synthrank": dev.evaluate(load_scorer(trained_model_dir(ctx.output_dir), **kw))}  # fmt: skip
     write_json(ctx.path("evaluation.json"), {"held_out_synthetic": systems})
     ctx.path("evaluation.txt").write_text(
         "\n".join(f"{name}: {metrics}" for name, metrics in systems.items()) + "\n", encoding="utf-8"
