@@ -12,9 +12,16 @@ qrels are only ever used for evaluation. Rows (each trained with the same traine
 * ablation random negatives: the same positives, negatives drawn at random from the corpus;
 * ablation no LLM labels: the source passage as the only positive, BM25 top candidates as negatives;
 * ablation plain questions: only the "natural question" queries, against all types at the same count;
-* size sweep: LLM-free pseudo-queries (title + first words of a passage) at 100..1600 groups, where
-  the local LLM cannot write that many queries in the time here (said so in the output);
-* out of domain: BEIR SciFact and the MS MARCO subset with the MedQuAD-trained model.
+* ablation listwise: the same groups, a listwise loss on the judge's grades (distillation);
+* size sweep: nested subsets of the run's own LLM-query groups (``--sweep-data llm``, the default;
+  sizes above what the run wrote are reported as missing), or LLM-free pseudo-queries (title + first
+  words of a passage, ``--sweep-data pseudo``) where the local LLM cannot write that many;
+* out of domain: BEIR SciFact and the MS MARCO subset with the MedQuAD-trained model (and its fusion
+  with the zero-shot model, at the weight the run picked, when the run has one).
+
+Rows that need LLM labels (pointwise BCE and listwise on the judge's labels; "no LLM labels") are
+skipped, with the reason in the JSON, when the run did not label (``label.enabled: false``): its
+groups are then the "no LLM labels" recipe already.
 
 Every row's result is written to the JSON as soon as it exists; a rerun skips rows already there.
 
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import random
 import sys
@@ -124,6 +132,10 @@ def main() -> None:
     parser.add_argument("--judge-top-k", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--sweep", default="100,200,400,800,1600")
+    parser.add_argument("--sweep-data", choices=["llm", "pseudo"], default="llm",
+                        help="the run's LLM-query groups (nested subsets) or LLM-free pseudo-queries")
+    parser.add_argument("--dtype", default="auto",
+                        help="scoring dtype of every model: auto (fp32 on CPU), bfloat16 (AMX CPUs: several times faster)")
     parser.add_argument("--ood-queries", type=int, default=300)
     parser.add_argument(
         "--skip", default="", help="comma-separated row groups to skip: medquad,judge,ablations,sweep,ood"
@@ -160,13 +172,16 @@ def main() -> None:
     dev = DevSet.from_groups(dev_groups) if dev_groups else None
     dev_qids = {g.query_id for g in dev_groups}
     queries_meta = {json.loads(line)["query_id"]: json.loads(line) for line in (args.run_dir / "queries.jsonl").open()}
+    labelled_by_llm = (args.run_dir / "labels.jsonl").exists()
     results = Results(args.output, {
         "protocol": "MedQuAD test_sample1000, seeded subsample; BM25 top-k reranked; questions never trained on",
         "eval_queries": len(test.judged_queries()), "top_k": args.top_k, "llm": "qwen2.5-coder-1.5b (Q4_K_M, llama.cpp, CPU)",
         "backbone": "all-MiniLM-L6-v2", "train_groups": len(train_groups), "dev_groups": len(dev_groups),
-        "synthetic_queries": len(queries_meta), "machine": f"{platform.machine()}, 2 CPU cores (shared), no GPU",
+        "synthetic_queries": len(queries_meta), "llm_labels": labelled_by_llm, "scoring_dtype": args.dtype,
+        "machine": f"{_cpu_name()}, {os.cpu_count()} CPU cores, no GPU", "command": " ".join(sys.argv),
     })  # fmt: skip
-    scorer_kw = {"batch_size": 64}  # each model scores at the length it was trained at (saved with it)
+    # each model scores at the length it was trained at (saved with it)
+    scorer_kw: dict[str, Any] = {"batch_size": 64, "dtype": args.dtype}
 
     def lce_model() -> Path:
         if args.model is not None:
@@ -185,21 +200,33 @@ def main() -> None:
         logger.info("%s: %s", key, results.data["rows"][key]["metrics"])
 
     if "medquad" not in skip:
-        row("zero-shot bi-encoder", lambda: BiEncoderScorer("minilm", batch_size=64))
+        row("zero-shot bi-encoder", lambda: BiEncoderScorer("minilm", **scorer_kw))
         row("synthrank (LCE)", lambda: load_scorer(lce_model(), **scorer_kw), train_groups=len(train_groups),
             model=str(args.model or work / "lce"))  # fmt: skip
     if "ablations" not in skip:
+        # without LLM labels the groups' labels are the mined ones (source passage 1, BM25 negatives 0)
         row("ablation: pointwise BCE", lambda: load_scorer(train(train_groups, work / "bce", loss="bce",
                                                                  epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
+            train_groups=len(train_groups), labels="LLM judge" if labelled_by_llm else "mined")  # fmt: skip
+    if "ablations" not in skip and labelled_by_llm:
+        row("ablation: listwise on LLM grades", lambda: load_scorer(train(train_groups, work / "listwise",
+            loss="listwise", epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
             train_groups=len(train_groups))  # fmt: skip
+    elif "ablations" not in skip:
+        results.data["skipped"] = {
+            "ablation: listwise on LLM grades / no LLM labels": "the run did not label with the LLM "
+            "(label.enabled: false): its groups are the no-LLM-labels recipe, and there are no LLM grades"
+        }
+    if "ablations" not in skip:
         rand = random_negatives(train_groups, medquad.corpus, args.seed)
         row("ablation: random negatives", lambda: load_scorer(train(rand, work / "random-neg", loss="lce",
                                                                     epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
             train_groups=len(rand))  # fmt: skip
         no_llm = [g for g in mined if g.query_id not in dev_qids]
-        row("ablation: no LLM labels", lambda: load_scorer(train(no_llm, work / "no-llm", loss="lce",
-                                                                 epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
-            train_groups=len(no_llm))  # fmt: skip
+        if labelled_by_llm:
+            row("ablation: no LLM labels", lambda: load_scorer(train(no_llm, work / "no-llm", loss="lce",
+                                                                     epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
+                train_groups=len(no_llm))  # fmt: skip
         natural = [g for g in train_groups if queries_meta.get(g.query_id, {}).get("query_type") == "natural"]
         if len(natural) >= 8:
             same = random.Random(args.seed).sample(train_groups, len(natural))
@@ -235,38 +262,77 @@ def main() -> None:
     results.data["significance_nDCG@10"] = sig
     results.save()
     if "sweep" not in skip:
-        run_sweep(args, results, medquad, test, bm25, scorer_kw, work)
+        run_sweep(args, results, medquad, test, bm25, scorer_kw, work, train_groups)
     if "ood" not in skip:
         run_ood(args, results, work, scorer_kw)
     write_markdown(results.data, args.output.with_suffix(".md"))
 
 
 def run_sweep(
-    args: Any, results: Results, medquad: Any, test: Any, bm25: Any, scorer_kw: dict[str, Any], work: Path
+    args: Any, results: Results, medquad: Any, test: Any, bm25: Any, scorer_kw: dict[str, Any], work: Path,
+    train_groups: Sequence[Any],
 ) -> None:
-    """Training-set size sweep on LLM-free pseudo-query groups (the local LLM cannot write 1,600 here)."""
-    from synthrank.data import Document
-    from synthrank.mine import HardNegativeMiner, MiningConfig, MiningQuery
+    """Training-set size sweep: nested subsets of the run's LLM-query groups, or LLM-free pseudo-query groups."""
     from synthrank.rerank import load_scorer
+
+    sizes = [int(s) for s in args.sweep.split(",") if s]
+    if args.sweep_data == "llm":
+        groups = list(train_groups)
+        random.Random(args.seed).shuffle(groups)  # nested: each size holds the smaller ones
+        label, llm_free = "LLM-query groups", False
+    else:
+        groups = pseudo_query_groups(args, medquad, bm25, max(sizes))
+        label, llm_free = "pseudo-query groups", True
+    missing = [size for size in sizes if size > len(groups)]
+    if missing:
+        results.data.setdefault("skipped", {})[f"sweep sizes {missing}"] = (
+            f"the run has only {len(groups)} {label}; write more queries (generate.max_passages) to measure these"
+        )
+        results.save()
+    for size in sizes:
+        key = f"sweep: {size} {label}"
+        if results.has(key) or size > len(groups):
+            continue
+        subset = groups[:size]
+        t0 = time.perf_counter()
+        model = train(subset, work / f"sweep-{args.sweep_data}-{size}", loss="lce", epochs=args.epochs, seed=args.seed)
+        report = evaluate(test, bm25, {key: load_scorer(model, **scorer_kw)}, args.top_k)
+        results.put(key, {**system_row(report, key), "train_groups": len(subset), "llm_free": llm_free,
+                          "wall_seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+
+
+def pseudo_query_groups(args: Any, medquad: Any, bm25: Any, n: int) -> list[Any]:
+    from synthrank.mine import HardNegativeMiner, MiningConfig, MiningQuery
     from synthrank.synthesize import sample_passages
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from pilot_train_medquad import pseudo_query
 
-    sizes = [int(s) for s in args.sweep.split(",") if s]
-    passages: list[Document] = sample_passages(medquad.corpus, max(sizes), seed=args.seed + 7, min_chars=50)
+    passages = sample_passages(medquad.corpus, n, seed=args.seed + 7, min_chars=50)
     queries = [MiningQuery(f"pq-{d.id}", pseudo_query(d.title, d.text, 12), d.id) for d in passages]
-    groups = HardNegativeMiner(bm25, medquad.corpus, MiningConfig(top_k=30, num_negatives=15)).mine_groups(queries)
-    for size in sizes:
-        key = f"sweep: {size} pseudo-query groups"
-        if results.has(key):
-            continue
-        subset = groups[:size]
-        t0 = time.perf_counter()
-        model = train(subset, work / f"sweep-{size}", loss="lce", epochs=1, seed=args.seed)
-        report = evaluate(test, bm25, {key: load_scorer(model, **scorer_kw)}, args.top_k)
-        results.put(key, {**system_row(report, key), "train_groups": len(subset), "llm_free": True,
-                          "wall_seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+    return HardNegativeMiner(bm25, medquad.corpus, MiningConfig(top_k=30, num_negatives=15)).mine_groups(queries)
+
+
+FUSED = "synthrank + zero-shot (fused)"
+
+
+def run_fusion_weight(run_dir: Path) -> float | None:
+    """The fusion weight `synthrank run` picked on its held-out synthetic groups, if it evaluated one."""
+    path = run_dir / "evaluation.json"
+    if not path.exists():
+        return None
+    fusion = json.loads(path.read_text()).get("fusion") or {}
+    return float(fusion["weight"]) if "weight" in fusion else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def trained_model(args: Any, work: Path) -> Path:
@@ -283,7 +349,7 @@ def run_ood(args: Any, results: Results, work: Path, scorer_kw: dict[str, Any]) 
     """The MedQuAD-trained model out of domain: it must not lose to its base model."""
     from synthrank.data import load_dataset
     from synthrank.pipeline import subsample_queries
-    from synthrank.rerank import BiEncoderScorer, load_scorer
+    from synthrank.rerank import BiEncoderScorer, FusedScorer, RememberingScorer, load_scorer
     from synthrank.retrieve import InMemoryBM25
 
     model_dir = trained_model(args, work)
@@ -294,13 +360,20 @@ def run_ood(args: Any, results: Results, work: Path, scorer_kw: dict[str, Any]) 
         data = subsample_queries(load_dataset(SHARED / name, split=split), args.ood_queries, seed=args.seed)
         bm25 = InMemoryBM25()
         bm25.index(list(data.corpus.values()))
-        scorers = {"zero-shot bi-encoder": BiEncoderScorer("minilm", batch_size=64),
-                   "synthrank (LCE)": load_scorer(model_dir, **scorer_kw)}  # fmt: skip
+        scorers: dict[str, Any] = {"zero-shot bi-encoder": RememberingScorer(BiEncoderScorer("minilm", **scorer_kw)),
+                                   "synthrank (LCE)": RememberingScorer(load_scorer(model_dir, **scorer_kw))}  # fmt: skip
+        weight = run_fusion_weight(args.run_dir)
+        if weight is not None:
+            scorers[FUSED] = FusedScorer([scorers["synthrank (LCE)"], scorers["zero-shot bi-encoder"]],
+                                         [1.0 - weight, weight], ["synthrank", "zero-shot"])  # fmt: skip
         report = evaluate(data, bm25, scorers, args.top_k)
         rows = {n: system_row(report, n) for n in ["bm25", *scorers]}
         results.put(key, {"systems": rows, "queries": len(data.judged_queries()), "model": str(model_dir),
                           "vs zero-shot": significance(rows["synthrank (LCE)"]["per_query"]["nDCG@10"],
-                                                       rows["zero-shot bi-encoder"]["per_query"]["nDCG@10"])})  # fmt: skip
+                                                       rows["zero-shot bi-encoder"]["per_query"]["nDCG@10"]),
+                          **({"fusion_weight": weight, "fused vs zero-shot": significance(
+                              rows[FUSED]["per_query"]["nDCG@10"], rows["zero-shot bi-encoder"]["per_query"]["nDCG@10"])}
+                             if weight is not None else {})})  # fmt: skip
 
 
 def write_markdown(data: dict[str, Any], path: Path) -> None:
@@ -330,7 +403,11 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         if name.startswith("ood: "):
             lines += ["", f"Out of domain, {name[5:]} ({r['queries']} queries): " + ", ".join(
                 f"{n} {s['metrics']['nDCG@10']:.4f}" for n, s in r["systems"].items())
-                + f"; ours vs zero-shot delta {r['vs zero-shot']['delta']:+.4f}, p = {r['vs zero-shot']['p_value']:.2g}"]  # fmt: skip
+                + f"; ours vs zero-shot delta {r['vs zero-shot']['delta']:+.4f}, p = {r['vs zero-shot']['p_value']:.2g}"
+                + (f"; fused (weight {r['fusion_weight']}) vs zero-shot delta {r['fused vs zero-shot']['delta']:+.4f}, "
+                   f"p = {r['fused vs zero-shot']['p_value']:.2g}" if "fused vs zero-shot" in r else "")]  # fmt: skip
+    for what, why in (data.get("skipped") or {}).items():
+        lines += ["", f"Not measured: {what}: {why}."]
     path.write_text("\n".join(lines) + "\n")
     sweep = [(r["train_groups"], r["metrics"]["nDCG@10"]) for n, r in rows.items() if n.startswith("sweep: ")]
     if sweep:
@@ -341,7 +418,8 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
         xs, ys = zip(*sorted(sweep), strict=True)
-        ax.plot(xs, ys, marker="o", label="LCE, pseudo-query groups")
+        kind = "pseudo-query" if any(r.get("llm_free") for n, r in rows.items() if n.startswith("sweep: ")) else "LLM-query"
+        ax.plot(xs, ys, marker="o", label=f"LCE, {kind} groups")
         for name, style in (("bm25", "--"), ("zero-shot bi-encoder", ":")):
             if name in rows:
                 ax.axhline(rows[name]["metrics"]["nDCG@10"], linestyle=style, color="grey", label=name)
