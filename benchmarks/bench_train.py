@@ -3,7 +3,9 @@
 Equal work on both sides: the same all-MiniLM-L6-v2 backbone with a fresh one-logit head, the
 same training groups (MedQuAD pseudo-query groups, BM25 negatives: the pilot's LLM-free
 stand-in), the same group size G (1 positive + the G-1 best-ranked negatives, fixed), the same
-max_length, batch (groups per step), AdamW + linear warm-up/decay, clipping, fp32 on CPU, one epoch.
+max_length, batch (groups per step), AdamW + linear warm-up/decay, clipping, one epoch, the same precision:
+fp32, or with ``--precision bf16`` bf16 autocast on both sides (ours: ``TrainConfig(precision="bf16")``;
+the peer: ``CrossEncoderTrainingArguments(bf16=True)``), the fast path of CPUs with AMX.
 
 The peer's loss is its ``MultipleNegativesRankingLoss`` with ``scale=1``, no activation and no
 in-batch negatives (a subclass turns those off): softmax cross-entropy of the positive over the
@@ -36,6 +38,16 @@ RESULTS = REPO / "benchmarks" / "results" / "train.json"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -66,7 +78,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
         model="minilm", loss="lce", group_size=args.group_size, negative_sampling="top", batch_size=args.batch_size,
         epochs=1, learning_rate=7e-5, warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0,
         max_length=args.max_length, seed=42, save_every=0, num_threads=args.threads,
-        length_bucket_rows=args.bucket_rows,
+        length_bucket_rows=args.bucket_rows, precision=args.precision,
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -133,7 +145,7 @@ def worker_st(args: argparse.Namespace) -> dict[str, Any]:
             output_dir=tmp, per_device_train_batch_size=args.batch_size, num_train_epochs=1, learning_rate=7e-5,
             warmup_steps=0.1, weight_decay=0.01, max_grad_norm=1.0, lr_scheduler_type="linear", use_cpu=True,
             report_to="none", save_strategy="no", logging_steps=1, seed=42, disable_tqdm=True,
-            dataloader_num_workers=0,
+            dataloader_num_workers=0, bf16=args.precision == "bf16",
         )
         trainer = CrossEncoderTrainer(model=model, args=targs, train_dataset=dataset, loss=loss, callbacks=[Timer()])
         t0 = time.perf_counter()
@@ -155,7 +167,8 @@ def worker_st(args: argparse.Namespace) -> dict[str, Any]:
 def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", name, "--groups-file", str(args.groups_file),
            "--group-size", str(args.group_size), "--batch-size", str(args.batch_size),
-           "--max-length", str(args.max_length), "--threads", str(args.threads), "--bucket-rows", str(args.bucket_rows)]
+           "--max-length", str(args.max_length), "--threads", str(args.threads), "--bucket-rows", str(args.bucket_rows),
+           "--precision", args.precision]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -174,6 +187,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bucket-rows", type=int, default=8)
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="the same on both sides")
+    parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--worker", choices=["ours", "st"], default=None)
     parser.add_argument("--groups-file", type=Path, default=None)
     args = parser.parse_args()
@@ -197,12 +212,12 @@ def main() -> None:
         "peer": "sentence-transformers CrossEncoderTrainer + MultipleNegativesRankingLoss (hard negatives only, "
                 "scale 1, no activation = LCE)",
         "command": "benchmarks/bench_train.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("worker", "groups_file")),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("worker", "groups_file", "output")),
+        "machine": {"platform": platform.platform(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
                     "load_average_at_end": os.getloadavg()},
         "setup": {"model": "all-MiniLM-L6-v2 + fresh 1-logit head", "groups": args.groups,
                   "group_size": args.group_size, "batch_groups": args.batch_size, "max_length": args.max_length,
-                  "precision": "fp32", "device": "cpu", "threads": args.threads,
+                  "precision": args.precision, "device": "cpu", "threads": args.threads,
                   "ours_length_bucket_rows": args.bucket_rows},
         "runs": runs,
         "best": best,
@@ -211,8 +226,8 @@ def main() -> None:
         "target_ratio": 1.2,
         "meets_target": ratio >= 1.2,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     print(f"groups/s ours {best['ours']['groups_per_second']:.3f} vs sentence-transformers "
           f"{best['st']['groups_per_second']:.3f}: ratio {ratio:.2f}x")
 
