@@ -45,13 +45,9 @@ DEFAULT_DATA = Path(os.environ.get("SYNTHRANK_SHARED_DATA", REPO.parent / "share
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    from synthrank.models.cpu import cpu_name
+
+    return cpu_name()
 
 
 def _has_amx() -> bool:

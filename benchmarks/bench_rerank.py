@@ -147,81 +147,39 @@ def main() -> None:
         model_dir = Path(args.model) if args.model else Path(tmp) / "minilm-one-logit"
         if not args.model:
             save_one_logit_minilm(model_dir, args.seed)
+        identity = torch.nn.Identity()  # raw logits, the same numbers CrossEncoderReranker returns
+
+        def st_system(**model_kwargs: Any) -> Callable[[list[str], list[str]], np.ndarray]:
+            model = CrossEncoder(str(model_dir), max_length=args.max_length, device="cpu", model_kwargs=model_kwargs)
+            return lambda q, d: model.predict(
+                list(zip(q, d, strict=True)), batch_size=args.batch_size, activation_fn=identity,
+                show_progress_bar=False, convert_to_numpy=False, convert_to_tensor=True,
+            ).float().numpy()  # fmt: skip
+
+        def ours_system(**options: Any) -> Callable[[list[str], list[str]], np.ndarray]:
+            reranker = CrossEncoderReranker(
+                model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size, **options
+            )
+            reranker.warm_up()
+            return reranker.score_pairs
+
+        builders: dict[str, Callable[[], Callable[[list[str], list[str]], np.ndarray]]] = {
+            "sentence-transformers": st_system,
+            "synthrank": lambda: ours_system(workers=args.workers),
+        }
+        if args.workers > 1:  # the same reranker one batch at a time: what the workers add
+            builders["synthrank-1-worker"] = ours_system
+        if not args.no_int8:
+            builders["synthrank-int8"] = lambda: ours_system(quantize="int8", workers=args.workers)
+        if args.bf16:  # ours: autocast over fp32 weights; the peer: bf16 weights
+            builders["sentence-transformers-bf16"] = lambda: st_system(dtype=torch.bfloat16)
+            builders["synthrank-bf16"] = lambda: ours_system(dtype="bfloat16", workers=args.workers)
         systems: dict[str, Callable[[list[str], list[str]], np.ndarray]] = {}
         load_rss: dict[str, int] = {}
-
-        before = rss_bytes()
-        st_model = CrossEncoder(str(model_dir), max_length=args.max_length, device="cpu")
-        identity = torch.nn.Identity()  # raw logits, the same numbers CrossEncoderReranker returns
-        systems["sentence-transformers"] = lambda q, d: np.asarray(
-            st_model.predict(
-                list(zip(q, d, strict=True)),
-                batch_size=args.batch_size,
-                activation_fn=identity,
-                show_progress_bar=False,
-            ),
-            dtype=np.float32,
-        )
-        load_rss["sentence-transformers"] = rss_bytes() - before
-
-        before = rss_bytes()
-        ours = CrossEncoderReranker(
-            model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size, workers=args.workers
-        )
-        ours.warm_up()
-        systems["synthrank"] = ours.score_pairs
-        load_rss["synthrank"] = rss_bytes() - before
-        if args.workers > 1:  # the same reranker one batch at a time: what the workers add
+        for name, build in builders.items():
             before = rss_bytes()
-            serial = CrossEncoderReranker(
-                model_dir, device="cpu", max_length=args.max_length, batch_size=args.batch_size
-            )
-            serial.warm_up()
-            systems["synthrank-1-worker"] = serial.score_pairs
-            load_rss["synthrank-1-worker"] = rss_bytes() - before
-        if not args.no_int8:
-            before = rss_bytes()
-            int8 = CrossEncoderReranker(
-                model_dir,
-                device="cpu",
-                max_length=args.max_length,
-                batch_size=args.batch_size,
-                quantize="int8",
-                workers=args.workers,
-            )
-            int8.warm_up()
-            systems["synthrank-int8"] = int8.score_pairs
-            load_rss["synthrank-int8"] = rss_bytes() - before
-
-        if args.bf16:
-            before = rss_bytes()
-            st_bf16 = CrossEncoder(
-                str(model_dir), max_length=args.max_length, device="cpu", model_kwargs={"dtype": torch.bfloat16}
-            )
-            systems["sentence-transformers-bf16"] = lambda q, d: np.asarray(
-                st_bf16.predict(
-                    list(zip(q, d, strict=True)),
-                    batch_size=args.batch_size,
-                    activation_fn=identity,
-                    show_progress_bar=False,
-                    convert_to_numpy=False,
-                    convert_to_tensor=True,
-                ).float(),
-                dtype=np.float32,
-            )
-            load_rss["sentence-transformers-bf16"] = rss_bytes() - before
-            before = rss_bytes()
-            bf16 = CrossEncoderReranker(
-                model_dir,
-                device="cpu",
-                max_length=args.max_length,
-                batch_size=args.batch_size,
-                dtype="bfloat16",
-                workers=args.workers,
-            )
-            bf16.warm_up()
-            systems["synthrank-bf16"] = bf16.score_pairs
-            load_rss["synthrank-bf16"] = rss_bytes() - before
+            systems[name] = build()
+            load_rss[name] = rss_bytes() - before
 
         warm = pairs[:16]
         for fn in systems.values():  # first-call costs (allocator, lazy init) stay out of the timings
@@ -369,13 +327,9 @@ def report(
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    from synthrank.models.cpu import cpu_name
+
+    return cpu_name()
 
 
 def _has_amx() -> bool:

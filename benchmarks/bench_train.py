@@ -39,13 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    from synthrank.models.cpu import cpu_name
+
+    return cpu_name()
 
 
 def peak_rss_mb() -> float:

@@ -41,7 +41,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import random
 import sys
 import time
@@ -326,13 +325,9 @@ def run_fusion_weight(run_dir: Path) -> float | None:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+    from synthrank.models.cpu import cpu_name
+
+    return cpu_name()
 
 
 def trained_model(args: Any, work: Path) -> Path:

@@ -40,3 +40,17 @@ def warn_if_bf16_is_slow(what: str) -> None:
     """One log line when bf16 was asked for on a CPU that emulates it."""
     if not cpu_has_bf16():
         logger.warning("%s: bf16 on this CPU has no native kernels and may be slower than fp32", what)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), for benchmark records; the architecture elsewhere."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
