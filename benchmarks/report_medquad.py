@@ -171,7 +171,8 @@ def main() -> None:
     dev = DevSet.from_groups(dev_groups) if dev_groups else None
     dev_qids = {g.query_id for g in dev_groups}
     queries_meta = {json.loads(line)["query_id"]: json.loads(line) for line in (args.run_dir / "queries.jsonl").open()}
-    labelled_by_llm = (args.run_dir / "labels.jsonl").exists()
+    labels_file = args.run_dir / "labels.jsonl"
+    labelled_by_llm = labels_file.exists() and labels_file.stat().st_size > 0  # empty: the run skipped the judge
     results = Results(args.output, {
         "protocol": "MedQuAD test_sample1000, seeded subsample; BM25 top-k reranked; questions never trained on",
         "eval_queries": len(test.judged_queries()), "top_k": args.top_k, "llm": "qwen2.5-coder-1.5b (Q4_K_M, llama.cpp, CPU)",
