@@ -78,8 +78,42 @@ def collect(run_dir: Path, config: str | None, notes: list[str]) -> dict[str, An
                 if s.get("metric") == "nDCG@10"
             ],
         },
+        **({"llm_judge_subset": judge_subset(evaluation["llm_judge_subset"])} if "llm_judge_subset" in evaluation else {}),
         "run_config": run_config,
     }
+
+
+def judge_subset(sub: dict[str, Any]) -> dict[str, Any]:
+    """The LLM judge as a reranker beside the other systems on its query subset, with its uncached cost."""
+    per_query = {n: v.get("nDCG@10") for n, v in sub.get("per_query", {}).items()}
+    return {
+        "top_k": sub["top_k"],
+        "queries": sub["systems"][0]["num_queries"] if sub["systems"] else 0,
+        "nDCG@10": {s["name"]: s["metrics"].get("nDCG@10") for s in sub["systems"]},
+        "MRR@10": {s["name"]: s["metrics"].get("MRR@10") for s in sub["systems"]},
+        "judge_seconds_per_query_measured": next(
+            (s["seconds_per_query"] for s in sub["systems"] if s["name"] == "llm judge"), None
+        ),
+        "judge_cost": sub.get("judge_cost"),
+        "usage": sub.get("usage"),
+        "note": "the other systems re-read the scores they computed for the main table; their cost is the main "
+        "table's s/query (at its depth)",
+        "vs llm judge (paired t-test, nDCG@10)": {
+            name: paired(per_query[name], per_query["llm judge"]) for name in per_query if name != "llm judge"
+        }
+        if "llm judge" in per_query
+        else {},
+        "per_query_nDCG@10": per_query,
+    }
+
+
+def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    from scipy import stats
+
+    common = sorted(set(a) & set(b))
+    xa, xb = [a[q] for q in common], [b[q] for q in common]
+    t, p = stats.ttest_rel(xa, xb)
+    return {"delta": sum(xa) / len(xa) - sum(xb) / len(xb), "t": float(t), "p_value": float(p), "queries": len(common)}
 
 
 def main() -> None:

@@ -91,11 +91,14 @@ def system_row(report: dict[str, Any], name: str) -> dict[str, Any]:
             "per_query": report["per_query"][name]}  # fmt: skip
 
 
+MAX_LENGTH = 192  # set from --max-length (default: the run's own train.max_length)
+
+
 def train(groups: Sequence[Any], out: Path, *, loss: str, epochs: int, seed: int, dev: Any = None) -> Path:
     from synthrank.train import TrainConfig, train_reranker
 
     config = TrainConfig(model="minilm", loss=loss, group_size=8, epochs=epochs, batch_size=8, learning_rate=7e-5,
-                         max_length=192, seed=seed, save_every=0)  # fmt: skip
+                         max_length=MAX_LENGTH, seed=seed, save_every=0)  # fmt: skip
     result = train_reranker(list(groups), out, config, dev=dev, show_progress=False)
     return Path(result.model_dir)
 
@@ -130,6 +133,8 @@ def main() -> None:
     parser.add_argument("--judge-queries", type=int, default=20)
     parser.add_argument("--judge-top-k", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="token limit of every model the report trains (default: the run's train.max_length, else 192)")
     parser.add_argument("--sweep", default="100,200,400,800,1600")
     parser.add_argument("--sweep-data", choices=["llm", "pseudo"], default="llm",
                         help="the run's LLM-query groups (nested subsets) or LLM-free pseudo-queries")
@@ -151,6 +156,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     skip = {s for s in args.skip.split(",") if s}
+    global MAX_LENGTH
+    MAX_LENGTH = args.max_length or run_max_length(args.run_dir) or MAX_LENGTH
     sys.path.insert(0, str(REPO))
 
     from synthrank.data import load_dataset, read_groups
@@ -178,6 +185,7 @@ def main() -> None:
         "eval_queries": len(test.judged_queries()), "top_k": args.top_k, "llm": "qwen2.5-coder-1.5b (Q4_K_M, llama.cpp, CPU)",
         "backbone": "all-MiniLM-L6-v2", "train_groups": len(train_groups), "dev_groups": len(dev_groups),
         "synthetic_queries": len(queries_meta), "llm_labels": labelled_by_llm, "scoring_dtype": args.dtype,
+        "train_max_length": MAX_LENGTH, "train_epochs": args.epochs,
         "machine": f"{_cpu_name()}, {os.cpu_count()} CPU cores, no GPU", "command": " ".join(sys.argv),
     })  # fmt: skip
     # each model scores at the length it was trained at (saved with it)
@@ -314,6 +322,15 @@ def pseudo_query_groups(args: Any, medquad: Any, bm25: Any, n: int) -> list[Any]
 
 
 FUSED = "synthrank + zero-shot (fused)"
+
+
+def run_max_length(run_dir: Path) -> int | None:
+    """The token limit the run trained its model at, so the report's rows train like it."""
+    path = run_dir / "run_config.json"
+    if not path.exists():
+        return None
+    value = (json.loads(path.read_text()).get("train") or {}).get("max_length")
+    return int(value) if value else None
 
 
 def run_fusion_weight(run_dir: Path) -> float | None:

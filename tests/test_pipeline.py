@@ -12,7 +12,7 @@ from synthrank.data import Passage, TrainingGroup, load_dataset, read_groups, wr
 from synthrank.errors import DataError
 from synthrank.pipeline import DEFAULTS, RunContext, build_steps, load_run_config, split_dev, subsample_queries
 from synthrank.pipeline.report import write_report
-from synthrank.pipeline.stages import run_label, run_mine
+from synthrank.pipeline.stages import judge_cost, run_label, run_mine
 from synthrank.runner import StepContext, StepResult, StepRunner
 from synthrank_cli.main import main
 
@@ -100,7 +100,12 @@ def test_report_lists_steps_usage_and_evaluation(tmp_path: Path) -> None:
                     {"name": "synthrank", "metrics": {"nDCG@10": 0.7}, "seconds_per_query": 0.05}],
         "significance": [{"system": "synthrank", "baseline": "bm25", "metric": "nDCG@10", "delta": 0.1,
                           "p_value": 0.001}]},
-        "fusion": {"weight": 0.3, "weights": [0.7, 0.3], "metric": "nDCG@10", "dev_groups": 40}}))  # fmt: skip
+        "fusion": {"weight": 0.3, "weights": [0.7, 0.3], "metric": "nDCG@10", "dev_groups": 40},
+        "llm_judge_subset": {
+            "dataset": "medquad", "split": "test", "top_k": 10,
+            "systems": [{"name": "llm judge", "metrics": {"nDCG@10": 0.62}, "seconds_per_query": 13.4}],
+            "usage": {"calls": 133, "cache_hits": 367},
+            "judge_cost": judge_cost({"calls": 133, "wall_seconds": 673.9}, 10)}}))  # fmt: skip
     usage = {"calls": 12, "cache_hits": 3, "prompt_tokens": 100, "completion_tokens": 50, "cost_usd": 0.0,
              "wall_seconds": 9.5}  # fmt: skip
     results = [StepResult("generate", "ran", 10.0, "f1", {"queries": 5, "usage": usage}),
@@ -110,8 +115,17 @@ def test_report_lists_steps_usage_and_evaluation(tmp_path: Path) -> None:
     assert "| generate | ran | 10.0 | 12 | 3 | 100 | 50 |" in report
     assert "| synthrank | 0.7000 | 0.0500 |" in report and "| synthrank | bm25 | 0.1000 | 0.0010 |" in report
     assert "weighs the zero-shot model 0.3 and the trained model 0.7" in report and "40 held-out" in report
+    assert "133 calls, 367 cache hits. Without the cache the judge costs 5.07 s per judgment, 50.7 s per query at top-10" in report
     totals = json.loads((tmp_path / "usage.json").read_text())["total"]
     assert totals["calls"] == 12 and totals["cache_hits"] == 3
+
+
+def test_judge_cost_counts_only_the_calls_made() -> None:
+    """Cache hits cost ~0 s: the judge's price as a reranker is its uncached throughput times the depth."""
+    cost = judge_cost({"calls": 4, "cache_hits": 96, "wall_seconds": 10.0}, 30)
+    assert cost == {"uncached_calls": 4, "seconds_per_judgment": 2.5, "candidates_per_query": 30,
+                    "seconds_per_query_uncached": 75.0}  # fmt: skip
+    assert judge_cost({"calls": 0, "cache_hits": 5, "wall_seconds": 0.1}, 30) is None
 
 
 def test_cli_run_refuses_foreign_folder_and_prints_config(tmp_path: Path, tiny_beir: Path) -> None:

@@ -80,6 +80,14 @@ def _evaluation_section(output_dir: Path) -> list[str]:
                 "",
                 f"LLM judge usage: {part['usage'].get('calls')} calls, {part['usage'].get('cache_hits')} cache hits.",
             ]
+            cost = part.get("judge_cost")
+            if cost:
+                lines[-1] += (
+                    f" Without the cache the judge costs {cost['seconds_per_judgment']:.2f} s per judgment, "
+                    f"{cost['seconds_per_query_uncached']:.1f} s per query at top-{cost['candidates_per_query']} "
+                    "(its s/query above is lowered by cache hits). The other rows re-read the scores they "
+                    "computed for the main table: their cost is the main table's s/query."
+                )
     return [*lines, ""]
 
 

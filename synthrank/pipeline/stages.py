@@ -335,6 +335,20 @@ def subsample_queries(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset
     )
 
 
+def judge_cost(usage: Mapping[str, Any], depth: int) -> dict[str, Any] | None:
+    """The judge's cost as a reranker without its response cache: cache hits make its measured s/query too low.
+
+    Wall seconds over the calls actually made (the server's throughput, parallel requests included), times
+    the candidates judged per query.
+    """
+    calls = int(usage.get("calls") or 0)
+    if calls == 0:
+        return None
+    per_call = float(usage.get("wall_seconds") or 0.0) / calls
+    return {"uncached_calls": calls, "seconds_per_judgment": per_call, "candidates_per_query": depth,
+            "seconds_per_query_uncached": per_call * depth}  # fmt: skip
+
+
 def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     from synthrank.evaluate import evaluate_systems, format_table
     from synthrank.rerank import BiEncoderScorer, FusedScorer, RememberingScorer, load_scorer
@@ -387,8 +401,10 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
             scorers["llm judge"] = LLMJudge(client, mode=run.config["label"]["judge_mode"])
             sub = evaluate_systems(judged, retriever, scorers, split=e["split"], top_k=e["llm_judge_top_k"] or e["top_k"],
                                    show_progress=run.show_progress)  # fmt: skip
-            result["llm_judge_subset"] = {**sub.to_json(per_query=True), "usage": client.usage.to_dict()}
+            usage = client.usage.to_dict()
         depth = e["llm_judge_top_k"] or e["top_k"]
+        result["llm_judge_subset"] = {**sub.to_json(per_query=True), "usage": usage,
+                                      "judge_cost": judge_cost(usage, depth)}  # fmt: skip
         tables.append(
             f"(subset of {len(judged.judged_queries())} queries, BM25 top-{depth}, with the LLM judge)\n{format_table(sub)}"
         )
