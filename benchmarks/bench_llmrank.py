@@ -6,7 +6,7 @@ BM25, untuned and tuned, the tuned/untuned ratio, seconds per query and training
 paired t-test tuned vs untuned. Written to benchmarks/results/llmrank.json.
 
 Evaluation: a seeded sample of ``--queries`` questions of MedQuAD's ``qrels/test_sample1000.tsv``
-(a subsample: the CPU here does ~40 prompt tokens/s with the 0.5B model), BM25 (bm25s, k1=0.9,
+(a subsample: the 0.5B model costs ~2 s per question at top-10 on two AMX cores in bf16, ~20 s on two older cores in fp32), BM25 (bm25s, k1=0.9,
 b=0.4, title + text) top ``--top-k`` reranked. The questions and qrels are never trained on.
 
 Training data: a STAND-IN for the pipeline's synthetic data (LLM query generation and
