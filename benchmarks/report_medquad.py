@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto",
                         help="scoring dtype of every model: auto (fp32 on CPU), bfloat16 (AMX CPUs: several times faster)")
     parser.add_argument("--ood-queries", type=int, default=300)
+    parser.add_argument("--score-max-length", type=int, default=None,
+                        help="token limit when scoring (default: each model's own, the length it was trained at)")
     parser.add_argument(
         "--skip", default="", help="comma-separated row groups to skip: medquad,judge,ablations,sweep,ood"
     )
@@ -185,11 +187,14 @@ def main() -> None:
         "eval_queries": len(test.judged_queries()), "top_k": args.top_k, "llm": "qwen2.5-coder-1.5b (Q4_K_M, llama.cpp, CPU)",
         "backbone": "all-MiniLM-L6-v2", "train_groups": len(train_groups), "dev_groups": len(dev_groups),
         "synthetic_queries": len(queries_meta), "llm_labels": labelled_by_llm, "scoring_dtype": args.dtype,
-        "train_max_length": MAX_LENGTH, "train_epochs": args.epochs,
+        "train_max_length": MAX_LENGTH, "train_epochs": args.epochs, "score_max_length": args.score_max_length,
+        "model_given": args.model is not None,
         "machine": f"{_cpu_name()}, {os.cpu_count()} CPU cores, no GPU", "command": " ".join(sys.argv),
     })  # fmt: skip
     # each model scores at the length it was trained at (saved with it)
     scorer_kw: dict[str, Any] = {"batch_size": 64, "dtype": args.dtype}
+    if args.score_max_length:
+        scorer_kw["max_length"] = args.score_max_length
 
     def lce_model() -> Path:
         if args.model is not None:
@@ -423,7 +428,9 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         lines += ["", f"Not measured: {what}: {why}."]
     path.write_text("\n".join(lines) + "\n")
     sweep = [(r["train_groups"], r["metrics"]["nDCG@10"]) for n, r in rows.items() if n.startswith("sweep: ")]
-    if sweep:
+    lce = rows.get("synthrank (LCE)", {})
+    if sweep and lce.get("train_groups") and not data.get("meta", {}).get("model_given") and not any(r.get("llm_free") for r in rows.values()):
+        sweep.append((lce["train_groups"], lce["metrics"]["nDCG@10"]))  # the full set, same recipe and budget
         import matplotlib
 
         matplotlib.use("Agg")
@@ -441,7 +448,7 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("nDCG@10 (MedQuAD)")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(path.with_name("report_medquad_sweep.png"), dpi=120)
+        fig.savefig(path.with_name(path.stem + "_sweep.png"), dpi=120)
 
 
 if __name__ == "__main__":
