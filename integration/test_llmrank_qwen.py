@@ -70,13 +70,17 @@ def test_qwen_prompt_tokenizes_like_the_whole_chat_string(qwen05_dir: Path, medq
 
 def test_untuned_qwen_scores_medquad_pairs(qwen05_dir: Path, medquad: Dataset) -> None:
     queries, docs, labels = _pairs(medquad, 6)
-    reranker = CausalLMReranker(qwen05_dir, batch_size=4, max_length=192)
+    # fp32 pinned: prefix sharing must give the plain forward's numbers (bf16, the default on AMX CPUs and
+    # CUDA, differs by batching at the 1e-2 level and is checked separately below)
+    reranker = CausalLMReranker(qwen05_dir, batch_size=4, max_length=192, dtype="float32")
     scores = reranker.score_pairs(queries, docs)
     assert scores.shape == (12,) and np.all((scores > 0) & (scores < 1))
     lab = np.array(labels)
     assert scores[lab].mean() > scores[~lab].mean()  # even untuned, answers to the question look more relevant
-    plain = CausalLMReranker(qwen05_dir, batch_size=3, max_length=192, share_prefix=False).score_pairs(queries, docs)
-    np.testing.assert_allclose(scores, plain, rtol=0, atol=1e-4)
+    plain = CausalLMReranker(qwen05_dir, batch_size=3, max_length=192, share_prefix=False, dtype="float32")
+    np.testing.assert_allclose(scores, plain.score_pairs(queries, docs), rtol=0, atol=1e-4)
+    bf16 = CausalLMReranker(qwen05_dir, batch_size=4, max_length=192, dtype="bfloat16").score_pairs(queries, docs)
+    assert np.abs(bf16 - scores).max() < 0.06 and bf16[lab].mean() > bf16[~lab].mean()
 
 
 def test_lora_steps_on_qwen_write_a_loadable_adapter(qwen05_dir: Path, medquad: Dataset, tmp_path: Path) -> None:
@@ -98,9 +102,10 @@ def test_lora_steps_on_qwen_write_a_loadable_adapter(qwen05_dir: Path, medquad: 
 
     queries = [e.query for e in examples]
     passages = [e.passage for e in examples]
-    tuned = CausalLMReranker(result.model_dir, batch_size=4, max_length=96, merge_adapter=False).score_pairs(queries, passages)
-    merged = CausalLMReranker(result.model_dir, batch_size=4, max_length=96).score_pairs(queries, passages)
-    base = CausalLMReranker(qwen05_dir, batch_size=4, max_length=96).score_pairs(queries, passages)
+    fp32 = {"batch_size": 4, "max_length": 96, "dtype": "float32"}  # exact comparisons: bf16 rounds per batch
+    tuned = CausalLMReranker(result.model_dir, merge_adapter=False, **fp32).score_pairs(queries, passages)
+    merged = CausalLMReranker(result.model_dir, **fp32).score_pairs(queries, passages)
+    base = CausalLMReranker(qwen05_dir, **fp32).score_pairs(queries, passages)
     np.testing.assert_allclose(merged, tuned, rtol=0, atol=1e-4)
     assert not np.allclose(tuned, base, atol=1e-4)  # the adapter is applied
 
