@@ -108,12 +108,10 @@ def judge_subset(sub: dict[str, Any]) -> dict[str, Any]:
 
 
 def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    from scipy import stats
+    from synthrank.evaluate import paired_t_test_per_query
 
-    common = sorted(set(a) & set(b))
-    xa, xb = [a[q] for q in common], [b[q] for q in common]
-    t, p = stats.ttest_rel(xa, xb)
-    return {"delta": sum(xa) / len(xa) - sum(xb) / len(xb), "t": float(t), "p_value": float(p), "queries": len(common)}
+    test = paired_t_test_per_query(a, b, "nDCG@10")
+    return {"delta": test.delta, "t": test.t_statistic, "p_value": test.p_value, "queries": test.num_queries}
 
 
 def main() -> None:

@@ -117,12 +117,11 @@ def random_negatives(groups: Sequence[Any], corpus: dict[str, Any], seed: int) -
 
 
 def significance(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    from scipy import stats
+    """The core's paired t-test on two rows' per-query nDCG@10, in this report's JSON keys."""
+    from synthrank.evaluate import paired_t_test_per_query
 
-    common = sorted(set(a) & set(b))
-    xa, xb = [a[q] for q in common], [b[q] for q in common]
-    t, p = stats.ttest_rel(xa, xb)
-    return {"delta": sum(xa) / len(xa) - sum(xb) / len(xb), "t": float(t), "p_value": float(p), "queries": len(common)}
+    test = paired_t_test_per_query(a, b, "nDCG@10")
+    return {"delta": test.delta, "t": test.t_statistic, "p_value": test.p_value, "queries": test.num_queries}
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from synthrank.evaluate.metrics import DEFAULT_METRICS, Evaluation, Run, evaluate_run
 from synthrank.evaluate.pipeline import EvaluationReport, evaluate_systems, first_stage, format_table, rerank_run
-from synthrank.evaluate.significance import PairedTest, paired_t_test
+from synthrank.evaluate.significance import PairedTest, paired_t_test, paired_t_test_per_query
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -17,5 +17,6 @@ __all__ = [
     "first_stage",
     "format_table",
     "paired_t_test",
+    "paired_t_test_per_query",
     "rerank_run",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from synthrank.evaluate.metrics import Evaluation
@@ -24,9 +25,13 @@ class PairedTest:
 
 def paired_t_test(a: Evaluation, b: Evaluation, metric: str) -> PairedTest:
     """Two-sided paired t-test of ``a`` against ``b`` on the queries both evaluated."""
+    return paired_t_test_per_query(a.per_query[metric], b.per_query[metric], metric)
+
+
+def paired_t_test_per_query(qa: Mapping[str, float], qb: Mapping[str, float], metric: str) -> PairedTest:
+    """The same test on per-query scores as saved in results JSON (query id -> value)."""
     from scipy import stats
 
-    qa, qb = a.per_query[metric], b.per_query[metric]
     common = sorted(set(qa) & set(qb))
     if len(common) < 2:
         raise ValueError(f"need at least two common queries for a paired test on {metric}, got {len(common)}")
