@@ -427,8 +427,9 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         lines += ["", f"Not measured: {what}: {why}."]
     path.write_text("\n".join(lines) + "\n")
     sweep = [(r["train_groups"], r["metrics"]["nDCG@10"]) for n, r in rows.items() if n.startswith("sweep: ")]
+    llm_free = any(r.get("llm_free") for n, r in rows.items() if n.startswith("sweep: "))
     lce = rows.get("synthrank (LCE)", {})
-    if sweep and lce.get("train_groups") and not data.get("meta", {}).get("model_given") and not any(r.get("llm_free") for r in rows.values()):
+    if sweep and lce.get("train_groups") and not data.get("meta", {}).get("model_given") and not llm_free:
         sweep.append((lce["train_groups"], lce["metrics"]["nDCG@10"]))  # the full set, same recipe and budget
         import matplotlib
 
@@ -437,7 +438,7 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
         xs, ys = zip(*sorted(sweep), strict=True)
-        kind = "pseudo-query" if any(r.get("llm_free") for n, r in rows.items() if n.startswith("sweep: ")) else "LLM-query"
+        kind = "pseudo-query" if llm_free else "LLM-query"
         ax.plot(xs, ys, marker="o", label=f"LCE, {kind} groups")
         for name, style in (("bm25", "--"), ("zero-shot bi-encoder", ":")):
             if name in rows:
