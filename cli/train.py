@@ -1,4 +1,4 @@
-"""`synthrank train`: training groups -> a cross-encoder reranker (LCE by default), resumable after a kill."""
+"""`synthrank train`: training groups -> a reranker (a cross-encoder, LCE by default), resumable after a kill."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from synthrank_cli.options import friendly_errors, load_config, merge_config, pr
 
 # TrainConfig fields that are set by flags of the same name (dashes on the command line)
 _TRAIN_FIELDS = (
-    "model", "tokenizer", "loss", "group_size", "negative_sampling", "negative_pool", "relevant_grade",
+    "model", "tokenizer", "architecture", "similarity_temperature", "merge_with_base", "loss", "group_size", "negative_sampling", "negative_pool", "relevant_grade",
     "drop_false_negatives", "listwise_temperature", "epochs", "max_steps", "batch_size", "gradient_accumulation",
     "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "max_length", "seed", "eval_every",
     "early_stopping_patience", "save_every", "keep_checkpoints", "precision", "gradient_checkpointing",
@@ -29,6 +29,13 @@ _TRAIN_FIELDS = (
 @click.option("--model", default="minilm", show_default=True,
               help="Backbone: packaged short name, HF folder or hub id (a plain encoder gets a fresh one-logit head).")
 @click.option("--tokenizer", default=None, help="Tokenizer folder/id when it is not beside the weights.")
+@click.option("--architecture", default="cross-encoder", show_default=True, type=click.Choice(["cross-encoder", "bi-encoder"]),
+              help="cross-encoder: a one-logit head reads query and passage together; bi-encoder: tune the "
+                   "encoder itself (cosine of embeddings), starting as the zero-shot model.")
+@click.option("--similarity-temperature", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Bi-encoder: the loss sees cosine / T.")
+@click.option("--merge-with-base", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Bi-encoder: average this share of the untuned weights into the final model (WiSE-FT).")
 @click.option("--loss", default="lce", show_default=True, type=click.Choice(["lce", "bce", "listwise"]),
               help="lce: softmax CE of the positive over its group; bce: pointwise; listwise: KL to the LLM grades.")
 @click.option("--group-size", default=8, show_default=True, type=click.IntRange(2), help="1 positive + G-1 negatives.")
@@ -85,7 +92,7 @@ _TRAIN_FIELDS = (
 @friendly_errors
 def train(ctx: click.Context, groups_file: str, output_dir: str, config_file: str | None, progress: bool,
           restart: bool, overwrite: bool, **options: Any) -> None:
-    """Train a cross-encoder reranker on training groups.
+    """Train a reranker on training groups: a cross-encoder, or with --architecture bi-encoder the encoder itself.
 
     Resumes automatically when --output-dir holds a checkpoint of a run with the same settings
     (a kill -9 loses at most --save-every steps); --restart starts over.

@@ -113,3 +113,42 @@ def test_trained_model_loads_in_sentence_transformers_with_our_scores(tmp_path: 
     theirs = np.asarray(st.predict(pairs, activation_fn=torch.nn.Identity(), batch_size=8), dtype=np.float32)
     assert np.abs(theirs - ours).max() < 1e-3
     assert np.std(ours) > 1e-4  # a trained head, not a constant
+
+
+def test_bi_encoder_training_starts_as_the_zero_shot_minilm_and_merges_back(tmp_path: Path, pilot_groups: Path) -> None:
+    """The real MiniLM as a bi-encoder: step 0 is the zero-shot model; the merged folder is a sentence-transformers model."""
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+
+    from synthrank.data import read_groups
+    from synthrank.models import resolve_encoder
+    from synthrank.rerank import BiEncoderScorer, load_scorer
+    from synthrank.train import TrainConfig, train_reranker
+
+    common = {"model": "minilm", "architecture": "bi-encoder", "group_size": 4, "batch_size": 12, "max_length": 128,
+              "learning_rate": 5e-5, "warmup_ratio": 0.0, "negative_sampling": "top", "num_threads": 1,
+              "save_every": 0, "precision": "fp32", "epochs": 2}  # fmt: skip
+    tuned = train_reranker(pilot_groups, tmp_path / "tuned", TrainConfig(**common), show_progress=False)
+    merged = train_reranker(pilot_groups, tmp_path / "merged", TrainConfig(**common, merge_with_base=0.5),
+                            show_progress=False)  # fmt: skip
+    groups = read_groups(pilot_groups)
+    texts = [(g.query, p.text) for g in groups[:4] for p in (g.positive, *g.negatives[:2])]
+    queries, docs = [q for q, _ in texts], [d for _, d in texts]
+    zero_shot = BiEncoderScorer("minilm", max_length=128, dtype="float32").score_pairs(queries, docs)
+    # one step at a vanishing learning rate: the saved model scores as the zero-shot MiniLM does
+    still = train_reranker(pilot_groups, tmp_path / "still", TrainConfig(**{**common, "learning_rate": 1e-12,
+                                                                            "max_steps": 1}), show_progress=False)  # fmt: skip
+    assert np.abs(load_scorer(still.model_dir, dtype="float32").score_pairs(queries, docs) - zero_shot).max() < 1e-5
+    assert tuned.metrics["history"][-1]["loss"] < tuned.metrics["history"][0]["loss"]
+    base = load_file(str(Path(resolve_encoder("minilm")) / "model.safetensors"))
+    a, b = load_weights(tuned.model_dir), load_weights(merged.model_dir)
+    key = "encoder.layer.0.attention.self.query.weight"
+    base_key = key if key in base else next(k for k in base if k.endswith(key))
+    torch.testing.assert_close(b[key], 0.5 * a[key] + 0.5 * base[base_key], rtol=0, atol=1e-6)
+    scorer = load_scorer(merged.model_dir, dtype="float32")
+    assert isinstance(scorer, BiEncoderScorer)
+    ours = scorer.score_pairs(queries, docs)
+    assert np.abs(ours - zero_shot).max() > 1e-3  # it moved
+    st = SentenceTransformer(str(merged.model_dir), device="cpu")
+    theirs = np.einsum("ij,ij->i", st.encode(queries), st.encode(docs))
+    assert np.abs(theirs - ours).max() < 1e-4

@@ -1,8 +1,10 @@
-"""The zero-shot bi-encoder baseline: cosine of pooled embeddings of query and document.
+"""Bi-encoder scoring: cosine of pooled embeddings of query and document.
 
-With no pre-trained relevance cross-encoder available offline, "the same MiniLM used as a
-sentence embedder" is the neural baseline a trained reranker has to beat. Each distinct query
-and document text is embedded once, however many pairs it appears in.
+Two uses: the zero-shot baseline (with no pre-trained relevance cross-encoder available offline,
+"the same MiniLM used as a sentence embedder" is what a trained reranker has to beat), and the
+bi-encoder the trainer fine-tunes with LCE (``TrainConfig(architecture="bi-encoder")``), which
+starts *as* that baseline and so keeps its out-of-domain behaviour within reach. Each distinct
+query and document text is embedded once, however many pairs it appears in.
 """
 
 from __future__ import annotations
@@ -30,6 +32,63 @@ from synthrank.rerank.cross_encoder import (
 logger = logging.getLogger(__name__)
 
 Pooling = Literal["mean", "cls"]
+
+
+def pool_embeddings(hidden: Any, attention_mask: Any, pooling: Pooling, normalize: bool) -> Any:
+    """One vector per row of ``hidden`` ``[N, T, H]``: the CLS state or the mean over real tokens."""
+    import torch
+
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def read_sentence_transformers_settings(folder: Path) -> tuple[int | None, Pooling | None]:
+    """``(max_seq_length, pooling)`` a sentence-transformers folder declares (``None`` where it says nothing)."""
+    max_length: int | None = None
+    pooling: Pooling | None = None
+    if (folder / "sentence_bert_config.json").exists():
+        data = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        if isinstance(data.get("max_seq_length"), int):
+            max_length = data["max_seq_length"]
+    pooling_cfg = folder / "1_Pooling" / "config.json"
+    if pooling_cfg.exists():
+        data = json.loads(pooling_cfg.read_text(encoding="utf-8"))
+        if data.get("pooling_mode_cls_token"):
+            pooling = "cls"
+        elif data.get("pooling_mode_mean_tokens", True):
+            pooling = "mean"
+        else:
+            raise ModelError(f"{pooling_cfg}: only mean or CLS pooling is supported")
+    return max_length, pooling
+
+
+def write_sentence_transformers_files(
+    folder: Path, *, max_length: int, pooling: Pooling, hidden_size: int, normalize: bool = True
+) -> None:
+    """Make a saved encoder folder a sentence-transformers model too (modules, pooling, length)."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (folder / "2_Normalize").mkdir(exist_ok=True)
+    (folder / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
+    (folder / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_length, "do_lower_case": False}, indent=2), encoding="utf-8"
+    )
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": hidden_size,
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }, indent=2), encoding="utf-8")  # fmt: skip
 
 
 class BiEncoderScorer:
@@ -125,17 +184,24 @@ class BiEncoderScorer:
         logger.info("loaded bi-encoder %s (%s pooling, max_length=%d)", info.source, self._pooling, self._max_length)
 
     def _read_sentence_transformers_settings(self, folder: Path) -> None:
-        if self.max_length is None and (folder / "sentence_bert_config.json").exists():
-            data = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
-            if isinstance(data.get("max_seq_length"), int):
-                self._max_length = data["max_seq_length"]
-        pooling_cfg = folder / "1_Pooling" / "config.json"
-        if self.pooling is None and pooling_cfg.exists():
-            data = json.loads(pooling_cfg.read_text(encoding="utf-8"))
-            if data.get("pooling_mode_cls_token"):
-                self._pooling = "cls"
-            elif not data.get("pooling_mode_mean_tokens", True):
-                raise ModelError(f"{pooling_cfg}: only mean or CLS pooling is supported")
+        max_length, pooling = read_sentence_transformers_settings(folder)
+        if self.max_length is None and max_length is not None:
+            self._max_length = max_length
+        if self.pooling is None and pooling is not None:
+            self._pooling = pooling
+
+    @classmethod
+    def from_model(
+        cls, model: Any, tokenizer: Any, *, batch_size: int = 64, max_length: int = 256, pooling: Pooling = "mean"
+    ) -> BiEncoderScorer:
+        """Wrap an encoder already in memory (the trainer scores its dev set with the live model this way)."""
+        self = cls(getattr(model, "name_or_path", "<in-memory>") or "<in-memory>", batch_size=batch_size,
+                   max_length=max_length, pooling=pooling)  # fmt: skip
+        self._model = model
+        self._tokenizer = tokenizer
+        self._device = str(next(model.parameters()).device)
+        self._max_length = max_length
+        return self
 
     def close(self) -> None:
         self._model = None
@@ -189,13 +255,7 @@ class BiEncoderScorer:
                     device=self._device,
                 )
                 hidden = self._model(**inputs).last_hidden_state.float()
-                if self._pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                if self.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                pooled = pool_embeddings(hidden, inputs["attention_mask"], self._pooling, self.normalize)
                 out[rows] = pooled.cpu().numpy()
         return out
 

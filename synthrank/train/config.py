@@ -1,4 +1,4 @@
-"""Every setting of a cross-encoder training run, in one YAML-serialisable dataclass.
+"""Every setting of a reranker training run (cross-encoder or bi-encoder), in one YAML-serialisable dataclass.
 
 A run writes its config beside its checkpoints; a resumed run must have the same *semantic*
 settings (those that change the trained weights), so a changed learning rate cannot silently
@@ -15,23 +15,34 @@ from synthrank.errors import DataError
 LossName = Literal["lce", "bce", "listwise"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 NegativeSampling = Literal["random", "top"]
+Architecture = Literal["cross-encoder", "bi-encoder"]
 
 LOSSES: tuple[str, ...] = ("lce", "bce", "listwise")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+ARCHITECTURES: tuple[str, ...] = ("cross-encoder", "bi-encoder")
 
 # settings that never change the trained weights: a resumed run may change them
 NON_SEMANTIC: frozenset[str] = frozenset(
     {"save_every", "keep_checkpoints", "num_threads", "dev_batch_size", "device", "log_every"}
 )
+# settings added after runs were checkpointed: left out of the fingerprint at their default, so those runs still resume
+LATER_DEFAULTS: dict[str, Any] = {"architecture": "cross-encoder", "similarity_temperature": 0.05, "merge_with_base": 0.0}
 
 
 @dataclass
 class TrainConfig:
-    """Settings of an LCE (or comparison-loss) cross-encoder training run.
+    """Settings of an LCE (or comparison-loss) training run.
 
     Args:
         model: backbone: a packaged short name (``"minilm"``), a local HF folder or a hub id. A plain
             encoder gets a fresh one-logit head; a one-logit cross-encoder is fine-tuned as is.
+        architecture: ``"cross-encoder"`` (query and passage read together, one relevance logit: the most
+            accurate in domain) or ``"bi-encoder"`` (the plain encoder itself is tuned; the score is the
+            cosine of pooled embeddings divided by ``similarity_temperature``). A bi-encoder starts as the
+            zero-shot baseline, so with ``merge_with_base`` it keeps that model's out-of-domain quality.
+        similarity_temperature: bi-encoder only: cosine / T are the logits the loss sees.
+        merge_with_base: bi-encoder only: the share of the untuned weights averaged into the final model
+            (weight-space ensembling, WiSE-FT: ``(1 - m) * tuned + m * base``; 0: the tuned weights).
         tokenizer: tokenizer folder/id when it is not beside the weights.
         loss: ``"lce"`` (softmax cross-entropy of the positive over its group: Localized Contrastive
             Estimation), ``"bce"`` (pointwise binary cross-entropy on labels/grades) or ``"listwise"``
@@ -74,6 +85,9 @@ class TrainConfig:
 
     model: str = "minilm"
     tokenizer: str | None = None
+    architecture: Architecture = "cross-encoder"
+    similarity_temperature: float = 0.05
+    merge_with_base: float = 0.0
     loss: LossName = "lce"
     group_size: int = 8
     negative_sampling: NegativeSampling = "random"
@@ -107,6 +121,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise DataError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}", field="loss")
+        if self.architecture not in ARCHITECTURES:
+            raise DataError(f"unknown architecture {self.architecture!r}; use one of {', '.join(ARCHITECTURES)}",
+                            field="architecture")
+        if not self.similarity_temperature > 0:
+            raise DataError(f"must be positive, got {self.similarity_temperature}", field="similarity_temperature")
+        if not 0.0 <= self.merge_with_base < 1.0:
+            raise DataError(f"must be in [0, 1), got {self.merge_with_base}", field="merge_with_base")
+        if self.merge_with_base and self.architecture != "bi-encoder":
+            raise DataError("a cross-encoder's fresh head has no untuned weights to merge with; "
+                            "merge_with_base needs architecture: bi-encoder", field="merge_with_base")
         if self.precision not in PRECISIONS:
             raise DataError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}", field="precision")
         if self.negative_sampling not in ("random", "top"):
@@ -163,4 +187,7 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the checkpoint."""
-        return {k: v for k, v in self.to_dict().items() if k not in NON_SEMANTIC}
+        return {
+            k: v for k, v in self.to_dict().items()
+            if k not in NON_SEMANTIC and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])
+        }  # fmt: skip

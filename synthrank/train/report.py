@@ -88,18 +88,28 @@ def model_card(metrics: dict[str, Any]) -> str:
     cfg = metrics["config"]
     data = metrics["data"]
     dev = metrics.get("dev")
+    bi = cfg.get("architecture") == "bi-encoder"
+    if bi:
+        merged = cfg.get("merge_with_base") or 0.0
+        head = [
+            "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+            "tags: [bi-encoder, reranker, synthrank]", "---", "", "# synthrank bi-encoder reranker", "",
+            "A sentence embedder tuned as a reranker: score = cosine of the mean-pooled embeddings of query and "
+            f"passage (LCE saw cosine / {cfg.get('similarity_temperature', 0.05)}). Trained by `synthrank train` "
+            "on synthetic training groups, starting from its backbone"
+            + (f"; the saved weights are {1 - merged:.2f} x tuned + {merged:.2f} x backbone (WiSE-FT)." if merged else "."),
+            "",
+        ]  # fmt: skip
+    else:
+        head = [
+            "---", "library_name: transformers", "pipeline_tag: text-classification",
+            "tags: [cross-encoder, reranker, synthrank]", "---", "", "# synthrank cross-encoder reranker", "",
+            "A one-logit sequence-classification cross-encoder: score = the logit for a (query, passage) pair; "
+            "higher means more relevant. Trained by `synthrank train` on synthetic training groups.",
+            "",
+        ]  # fmt: skip
     lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "tags: [cross-encoder, reranker, synthrank]",
-        "---",
-        "",
-        "# synthrank cross-encoder reranker",
-        "",
-        "A one-logit sequence-classification cross-encoder: score = the logit for a (query, passage) pair; "
-        "higher means more relevant. Trained by `synthrank train` on synthetic training groups.",
-        "",
+        *head,
         "## Training data",
         "",
         f"- groups: {data['groups_used']} used of {data['groups_read']} read ({data['source']}); "
@@ -139,20 +149,36 @@ def model_card(metrics: dict[str, Any]) -> str:
                 f"| this model (step {metrics['best_step']}) | "
                 + " | ".join(f"{best.get(k, float('nan')):.4f}" for k in dev["baseline"]) + " |"
             )
+        merged_dev = metrics.get("merged_dev") or {}
+        if merged_dev:
+            lines.append(
+                f"| this model merged with its backbone ({metrics.get('merge_with_base')}) | "
+                + " | ".join(f"{merged_dev.get(k, float('nan')):.4f}" for k in dev["baseline"]) + " |"
+            )
         lines += ["", f"The model folder holds the checkpoint with the best dev {metric}."]
     else:
         lines.append("No dev set was given: the folder holds the weights of the last step.")
-    lines += [
+    use = [
+        "from synthrank.rerank import load_scorer",
+        "reranker = load_scorer('path/to/model')          # a BiEncoderScorer",
+        "scores = reranker.score_pairs([query, query], [passage_a, passage_b])",
         "",
-        "## Use",
-        "",
-        "```python",
+        "from sentence_transformers import SentenceTransformer   # also loads it",
+        "SentenceTransformer('path/to/model').encode([query, passage_a])",
+    ] if bi else [
         "from synthrank.rerank import CrossEncoderReranker",
         "reranker = CrossEncoderReranker('path/to/model')",
         "scores = reranker.score_pairs([query, query], [passage_a, passage_b])",
         "",
         "from sentence_transformers import CrossEncoder      # also loads it (predict applies a sigmoid)",
         "CrossEncoder('path/to/model').predict([(query, passage_a)])",
+    ]  # fmt: skip
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        *use,
         "```",
         "",
         "Check the licences of the backbone, of the corpus and of the LLM that wrote the training "

@@ -1,4 +1,9 @@
-"""Cross-encoder training with LCE (or BCE / listwise distillation), checkpoints and exact resume.
+"""Reranker training with LCE (or BCE / listwise distillation), checkpoints and exact resume.
+
+The model is a cross-encoder (one relevance logit over the joint query-passage input; the default)
+or, with ``architecture="bi-encoder"``, the plain encoder itself: the logits are the cosines of
+pooled query and passage embeddings over a temperature, so step 0 *is* the zero-shot baseline,
+and ``merge_with_base`` averages the untuned weights back in (WiSE-FT) to keep its breadth.
 
 One optimizer step = ``batch_size x gradient_accumulation`` groups of G (query, passage) pairs.
 A batch's B x G pairs are tokenized together, sorted by token length and run in passes of
@@ -15,13 +20,15 @@ an uninterrupted run (bit-identical on CPU).
 Output folder::
 
     model/            the trained cross-encoder: safetensors + tokenizer + config (num_labels=1) + README.md
-                      (the best dev checkpoint when a dev set was given, else the last step)
+                      (the best dev checkpoint when a dev set was given, else the last step); a bi-encoder
+                      is a plain encoder folder that is also a sentence-transformers model
     metrics.json      config, data counts, loss per step, dev metrics, timings
     README.md         the model card (also inside model/)
     loss.png, dev_ndcg.png
     run_config.yaml   the resolved settings
     checkpoints/      step-NNNNNN/ while training (removed once the run completes)
     best/             best dev checkpoint while training (removed once copied to model/)
+    merged/           the best weights merged with the base (merge_with_base), until copied to model/
 
 Multi-GPU: launch the same script with ``accelerate launch`` or ``torchrun``; when the environment
 says ``WORLD_SIZE > 1`` the trainer wraps the model with :mod:`accelerate` (DDP) and each process
@@ -215,8 +222,10 @@ class RerankerTrainer:
         self.output_dir = Path(output_dir)
         self.checkpoint_root = self.output_dir / "checkpoints"
         self.best_dir = self.output_dir / "best"
+        self.merged_dir = self.output_dir / "merged"
         self.model_dir = self.output_dir / "model"
         self._accelerator: Any = None
+        self._pooling: Any = "mean"  # bi-encoder pooling, read from the base folder
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -269,7 +278,7 @@ class RerankerTrainer:
         return state
 
     def _clear(self) -> None:
-        for path in (self.checkpoint_root, self.best_dir, self.model_dir):
+        for path in (self.checkpoint_root, self.best_dir, self.merged_dir, self.model_dir):
             if path.exists():
                 shutil.rmtree(path)
         for name in ("metrics.json", "README.md", "loss.png", "dev_ndcg.png", "run_config.yaml"):
@@ -279,12 +288,19 @@ class RerankerTrainer:
 
     def _load_model(self, device: str) -> tuple[Any, Any, str]:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+        from synthrank.rerank.bi_encoder import read_sentence_transformers_settings
         from synthrank.rerank.cross_encoder import inspect_model, quiet_transformers
 
         cfg = self.config
         info = inspect_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        bi = cfg.architecture == "bi-encoder"
+        if bi and info.kind != "encoder":
+            raise ModelError(
+                f"{info.source} is {info.describe()}: a bi-encoder is trained from a plain transformer encoder "
+                "(e.g. a sentence-transformers model)"
+            )
         if info.kind not in ("encoder", "cross-encoder"):
             raise ModelError(
                 f"{info.source} is {info.describe()}: training starts from a transformer encoder (a fresh "
@@ -292,13 +308,18 @@ class RerankerTrainer:
             )
         with quiet_transformers():
             try:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    info.source,
-                    num_labels=1,
-                    use_safetensors=True,
-                    trust_remote_code=cfg.trust_remote_code,
-                    dtype=torch.float32,
-                )
+                if bi:
+                    model = AutoModel.from_pretrained(
+                        info.source, use_safetensors=True, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32
+                    )
+                else:
+                    model = AutoModelForSequenceClassification.from_pretrained(
+                        info.source,
+                        num_labels=1,
+                        use_safetensors=True,
+                        trust_remote_code=cfg.trust_remote_code,
+                        dtype=torch.float32,
+                    )
                 tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or info.source, trust_remote_code=cfg.trust_remote_code)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load {info.source!r} as a cross-encoder to train: {exc}") from None
@@ -312,7 +333,11 @@ class RerankerTrainer:
         limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)
         if cfg.max_length > limit:
             raise DataError(f"max_length {cfg.max_length} exceeds the model's {limit} positions", field="max_length")
-        if info.kind == "encoder":
+        if bi:
+            self._pooling = (read_sentence_transformers_settings(Path(info.source))[1] if info.local else None) or "mean"
+            logger.info("training %s as a bi-encoder (%s pooling, cosine / %g)", info.source, self._pooling,
+                        cfg.similarity_temperature)
+        elif info.kind == "encoder":
             logger.info("%s is a plain encoder: training a fresh one-logit head on it", info.source)
         return model.to(device), tokenizer, info.source
 
@@ -503,10 +528,42 @@ class RerankerTrainer:
             inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
             return flat[inverse].view(len(batch), -1)
 
+        def embed(texts: list[str]) -> Any:
+            """Normalised pooled embeddings ``[len(texts), H]``, computed in length-sorted passes."""
+            from synthrank.rerank.bi_encoder import pool_embeddings
+
+            ids = tokenizer(texts, truncation=True, max_length=cfg.max_length, padding=False)["input_ids"]
+            n = len(ids)
+            rows = max(1, bucket) if bucket else n
+            order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
+            outs = []
+            with autocast():
+                for start in range(0, n, rows):
+                    idx = order[start : start + rows]
+                    inputs = collate([ids[i] for i in idx], None, pad_id, device)
+                    hidden = model(**inputs).last_hidden_state
+                    mask = inputs.get("attention_mask")  # left out when no row is padded
+                    if mask is None:
+                        mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+                    outs.append(pool_embeddings(hidden.float(), mask, self._pooling, True))
+            flat = torch.cat(outs)
+            inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
+            return flat[inverse]
+
+        def forward_bi(batch: list[SampledGroup]) -> Any:
+            """Cosine / T ``[len(batch), G]``: each distinct query embedded once, passages in length-sorted passes."""
+            distinct = list(dict.fromkeys(g.query for g in batch))
+            position = {q: i for i, q in enumerate(distinct)}
+            q_emb = embed(distinct)[torch.tensor([position[g.query] for g in batch], device=device)]
+            p_emb = embed([p for g in batch for p in g.passages]).view(len(batch), -1, q_emb.shape[-1])
+            return torch.einsum("bh,bgh->bg", q_emb, p_emb) / cfg.similarity_temperature
+
+        forward = forward_bi if cfg.architecture == "bi-encoder" else forward_groups
+
         def batch_loss(batch: list[SampledGroup]) -> Any:
             from synthrank.train.losses import bce_loss, lce_loss, listwise_loss
 
-            logits = forward_groups(batch)
+            logits = forward(batch)
             if cfg.loss == "lce":
                 return lce_loss(logits)
             if cfg.loss == "bce":
@@ -516,13 +573,19 @@ class RerankerTrainer:
             return listwise_loss(logits, grades, cfg.listwise_temperature)
 
         def evaluate() -> dict[str, float]:
+            from synthrank.rerank.bi_encoder import BiEncoderScorer
             from synthrank.rerank.cross_encoder import CrossEncoderReranker
 
             assert dev is not None
             raw_model.eval()
-            scorer = CrossEncoderReranker.from_model(
-                raw_model, tokenizer, batch_size=cfg.dev_batch_size, max_length=cfg.max_length
-            )
+            scorer: Any
+            if cfg.architecture == "bi-encoder":
+                scorer = BiEncoderScorer.from_model(raw_model, tokenizer, batch_size=cfg.dev_batch_size,
+                                                    max_length=cfg.max_length, pooling=self._pooling)
+            else:
+                scorer = CrossEncoderReranker.from_model(
+                    raw_model, tokenizer, batch_size=cfg.dev_batch_size, max_length=cfg.max_length
+                )
             with autocast():
                 found = dev.evaluate(scorer)
             raw_model.train()
@@ -645,8 +708,15 @@ class RerankerTrainer:
         finally:
             bar.close()
 
+        merged_dev = None
+        if cfg.merge_with_base and not stopped_on_request and is_main:
+            merged_dev = self._merge_with_base(raw_model, tokenizer, base_path, state["best_step"] is not None,
+                                               evaluate if dev is not None else None)
         metrics = self._metrics(state, sampler, dev, fingerprint, source, base_path, device, precision,
                                 total_steps, steps_per_epoch, started)
+        if cfg.merge_with_base:
+            metrics["merge_with_base"] = cfg.merge_with_base
+            metrics["merged_dev"] = merged_dev
         if stopped_on_request:
             metrics["completed"] = False
             if is_main:
@@ -674,6 +744,7 @@ class RerankerTrainer:
         return str(self._accelerator.device), precision
 
     def _save_model(self, model: Any, tokenizer: Any, target: Path) -> None:
+        from synthrank.rerank.bi_encoder import write_sentence_transformers_files
         from synthrank.rerank.cross_encoder import quiet_transformers
 
         def fill(tmp: Path) -> None:
@@ -686,14 +757,47 @@ class RerankerTrainer:
                     tokenizer.save_pretrained(str(tmp))
             finally:
                 tokenizer.model_max_length = trained_limit
+            if self.config.architecture == "bi-encoder":
+                write_sentence_transformers_files(tmp, max_length=self.config.max_length, pooling=self._pooling,
+                                                  hidden_size=int(model.config.hidden_size))
 
         atomic_dir(target, fill)
+
+    def _merge_with_base(
+        self, model: Any, tokenizer: Any, base_path: str, from_best: bool,
+        evaluate: Callable[[], dict[str, float]] | None,
+    ) -> dict[str, float] | None:
+        """``(1 - m) * tuned + m * base`` of the best (else last) weights into ``merged/``; its dev metrics.
+
+        Always recomputed from ``best/`` (or the final checkpoint), so a resumed run merges exactly once.
+        """
+        import torch
+        from safetensors.torch import load_model
+        from transformers import AutoModel
+
+        from synthrank.rerank.cross_encoder import quiet_transformers
+
+        m = self.config.merge_with_base
+        if from_best and self.best_dir.exists():
+            load_model(model, str(self.best_dir / WEIGHTS_FILE), device=str(next(model.parameters()).device))
+        with quiet_transformers():
+            base = AutoModel.from_pretrained(base_path, use_safetensors=True, dtype=torch.float32,
+                                             trust_remote_code=self.config.trust_remote_code).state_dict()  # fmt: skip
+        with torch.no_grad():
+            for name, tensor in model.state_dict().items():
+                if name not in base or base[name].shape != tensor.shape:
+                    raise ModelError(f"cannot merge with {base_path}: its weights have no {name!r} of this shape")
+                if tensor.is_floating_point():
+                    tensor.copy_((1.0 - m) * tensor + m * base[name].to(tensor.device))
+        self._save_model(model, tokenizer, self.merged_dir)
+        logger.info("merged the tuned weights with %.2f of the base model's", m)
+        return evaluate() if evaluate is not None else None
 
     def _export(self, model: Any, tokenizer: Any, metrics: dict[str, Any]) -> None:
         import yaml
 
-        if self.best_dir.exists() and metrics.get("best_step") is not None:
-            best = self.best_dir
+        if self.merged_dir.exists() or (self.best_dir.exists() and metrics.get("best_step") is not None):
+            best = self.merged_dir if self.merged_dir.exists() else self.best_dir
 
             def copy_best(tmp: Path) -> None:
                 shutil.copytree(best, tmp, dirs_exist_ok=True)
@@ -712,6 +816,7 @@ class RerankerTrainer:
         # the run is complete and recorded: the resumable state is no longer needed
         shutil.rmtree(self.checkpoint_root, ignore_errors=True)
         shutil.rmtree(self.best_dir, ignore_errors=True)
+        shutil.rmtree(self.merged_dir, ignore_errors=True)
 
     def _metrics(
         self,
