@@ -38,9 +38,11 @@ $(MODEL_STAMP): $(STAMP)
 # MedQuAD (the corpus trains; its 1,000 judged questions only evaluate). Rerun to resume.
 CORPUS      ?= $(SHARED_DATA)/medquad
 EVAL_SPLIT  ?= test_sample1000
+# a seeded sample of the judged questions keeps the quickstart's evaluation to minutes on a CPU; EVAL_QUERIES=1000 for all
+EVAL_QUERIES ?= 200
 RUN_ARGS    ?=
 run: model
-	$(VENV)/bin/synthrank run --corpus $(CORPUS) --eval-split $(EVAL_SPLIT) --output-dir $(RUN_DIR) $(RUN_ARGS)
+	$(VENV)/bin/synthrank run --corpus $(CORPUS) --eval-split $(EVAL_SPLIT) --eval-max-queries $(EVAL_QUERIES) --output-dir $(RUN_DIR) $(RUN_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

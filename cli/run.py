@@ -35,6 +35,8 @@ def _nest(overrides: dict[str, Any], dotted: str, value: Any) -> None:
 @click.option("--no-label", is_flag=True, help="Skip the LLM judge: source passage positive, BM25 negatives (ablation).")
 @click.option("--eval-data", default=None, help="Judged queries to evaluate on (default: the corpus, if it has qrels).")
 @click.option("--eval-split", default=None, help="Qrels split of the evaluation data [default: test].")
+@click.option("--eval-max-queries", default=None, type=click.IntRange(1),
+              help="Evaluate on a seeded sample of this many judged queries [default: all].")
 @click.option("--until", default=None, type=click.Choice(STEPS), help="Stop after this step.")
 @click.option("--force", multiple=True, type=click.Choice(STEPS), help="Rerun this step and what follows (repeatable).")
 @click.option("--print-config", is_flag=True, help="Print the full config (defaults + --config + flags) and exit.")
@@ -42,7 +44,7 @@ def _nest(overrides: dict[str, Any], dotted: str, value: Any) -> None:
 @friendly_errors
 def run(corpus: str | None, output_dir: str, config_file: str | None, llm_model: str | None, base_url: str | None,
         backend: str | None, es_url: str | None, max_passages: int | None, no_label: bool, eval_data: str | None,
-        eval_split: str | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
+        eval_split: str | None, eval_max_queries: int | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
     """Train a reranker for a corpus with no human labels, then evaluate it; resumable step by step.
 
     Each step writes its artifacts into OUTPUT_DIR and is skipped when they are complete for the same
@@ -57,7 +59,7 @@ def run(corpus: str | None, output_dir: str, config_file: str | None, llm_model:
     for dotted, value in (
         ("corpus", corpus), ("llm.model", llm_model), ("llm.base_url", base_url), ("mine.backend", backend),
         ("mine.elasticsearch.url", es_url), ("generate.max_passages", max_passages), ("evaluate.data", eval_data),
-        ("evaluate.split", eval_split),
+        ("evaluate.split", eval_split), ("evaluate.max_queries", eval_max_queries),
     ):  # fmt: skip
         if value is not None:
             _nest(overrides, dotted, value)

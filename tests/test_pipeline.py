@@ -131,9 +131,11 @@ def test_judge_cost_counts_only_the_calls_made() -> None:
 def test_cli_run_refuses_foreign_folder_and_prints_config(tmp_path: Path, tiny_beir: Path) -> None:
     runner = CliRunner()
     printed = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--output-dir", str(tmp_path / "o"),
-                                   "--max-passages", "3", "--es-url", "http://h:9200", "--print-config"])  # fmt: skip
+                                   "--max-passages", "3", "--es-url", "http://h:9200", "--eval-max-queries", "7",
+                                   "--print-config"])  # fmt: skip
     assert printed.exit_code == 0, printed.output
     assert "max_passages: 3" in printed.output and "backend: elasticsearch" in printed.output
+    assert "max_queries: 7" in printed.output
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "thesis.tex").write_text("x")
     refused = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--output-dir", str(tmp_path / "busy")])

@@ -507,13 +507,8 @@ class RerankerTrainer:
         bucket = 0 if distributed else cfg.length_bucket_rows  # DDP wants one forward per backward
         pad_id = int(tokenizer.pad_token_id)
 
-        def forward_groups(batch: list[SampledGroup]) -> Any:
-            """Logits ``[len(batch), G]`` of a batch of groups, computed in length-sorted passes."""
-            queries = [g.query for g in batch for _ in g.passages]
-            texts = [p for g in batch for p in g.passages]
-            enc = tokenizer(queries, texts, truncation="longest_first", max_length=cfg.max_length, padding=False)
-            ids = enc["input_ids"]
-            types = enc.get("token_type_ids")
+        def in_length_order(ids: list[list[int]], types: list[list[int]] | None, run: Callable[[Any], Any]) -> Any:
+            """``run(inputs)`` over the rows of ``ids`` in length-sorted passes of ``bucket`` rows, back in row order."""
             n = len(ids)
             rows = max(1, bucket) if bucket else n
             order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
@@ -523,32 +518,32 @@ class RerankerTrainer:
                     idx = order[start : start + rows]
                     inputs = collate([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
                                      pad_id, device)
-                    outs.append(model(**inputs).logits[:, 0])
+                    outs.append(run(inputs))
             flat = torch.cat(outs).float()
             inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
-            return flat[inverse].view(len(batch), -1)
+            return flat[inverse]
 
-        def embed(texts: list[str]) -> Any:
-            """Normalised pooled embeddings ``[len(texts), H]``, computed in length-sorted passes."""
+        def forward_groups(batch: list[SampledGroup]) -> Any:
+            """Logits ``[len(batch), G]`` of a batch of groups (query and passage read together)."""
+            queries = [g.query for g in batch for _ in g.passages]
+            texts = [p for g in batch for p in g.passages]
+            enc = tokenizer(queries, texts, truncation="longest_first", max_length=cfg.max_length, padding=False)
+            logits = in_length_order(enc["input_ids"], enc.get("token_type_ids"), lambda inputs: model(**inputs).logits[:, 0])
+            return logits.view(len(batch), -1)
+
+        def pooled(inputs: dict[str, Any]) -> Any:
             from synthrank.rerank.bi_encoder import pool_embeddings
 
+            hidden = model(**inputs).last_hidden_state
+            mask = inputs.get("attention_mask")  # left out when no row is padded
+            if mask is None:
+                mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+            return pool_embeddings(hidden.float(), mask, self._pooling, True)
+
+        def embed(texts: list[str]) -> Any:
+            """Normalised pooled embeddings ``[len(texts), H]``."""
             ids = tokenizer(texts, truncation=True, max_length=cfg.max_length, padding=False)["input_ids"]
-            n = len(ids)
-            rows = max(1, bucket) if bucket else n
-            order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
-            outs = []
-            with autocast():
-                for start in range(0, n, rows):
-                    idx = order[start : start + rows]
-                    inputs = collate([ids[i] for i in idx], None, pad_id, device)
-                    hidden = model(**inputs).last_hidden_state
-                    mask = inputs.get("attention_mask")  # left out when no row is padded
-                    if mask is None:
-                        mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-                    outs.append(pool_embeddings(hidden.float(), mask, self._pooling, True))
-            flat = torch.cat(outs)
-            inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
-            return flat[inverse]
+            return in_length_order(ids, None, pooled)
 
         def forward_bi(batch: list[SampledGroup]) -> Any:
             """Cosine / T ``[len(batch), G]``: each distinct query embedded once, passages in length-sorted passes."""
