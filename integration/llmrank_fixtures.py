@@ -36,7 +36,9 @@ def qwen05_dir(request: pytest.FixtureRequest) -> Path:
     if not os.environ.get("SYNTHRANK_CACHE"):
         done = [p for p in hf_cache_dir().glob("qwen2.5-coder-0.5b*") if (p / CONVERSION_MARKER).exists()]
         if not done:
-            cache = Path(request.config.cache.mkdir("synthrank-hf-models"))
+            pytest_cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+            cache = (Path(pytest_cache.mkdir("synthrank-hf-models")) if pytest_cache is not None
+                     else request.getfixturevalue("tmp_path_factory").mktemp("synthrank-hf-models"))  # fmt: skip
     try:
         return Path(resolve_causal_lm(QWEN, cache=cache))
     except ModelError as exc:

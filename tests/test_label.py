@@ -158,9 +158,11 @@ def test_binary_judge_and_pair_scorer(server: FakeOpenAIServer, tmp_path: Path) 
 
 
 def test_binary_judge_without_logprobs_reads_the_word(server: FakeOpenAIServer, tmp_path: Path) -> None:
-    server.script([Fault.ok("Yes."), Fault.ok("no"), Fault.ok("Maybe")])
+    # keyed on the passage, not on arrival order: judge_many sends its calls concurrently
+    answers = {"alpha-passage": "Yes.", "beta-passage": "no", "gamma-passage": "Maybe"}
+    server.responder = lambda body: Fault.ok(next(a for k, a in answers.items() if k in body["messages"][-1]["content"]))
     with _client(server, tmp_path) as client:
-        js = LLMJudge(client, mode="binary").judge_many([JudgeItem("q", f"p{i}") for i in range(3)])
+        js = LLMJudge(client, mode="binary").judge_many([JudgeItem("q", p) for p in answers])
     assert [(j.grade, j.probability, j.error) for j in js] == [(3, 1.0, None), (0, 0.0, None), (None, None, "garbage")]
 
 

@@ -549,8 +549,10 @@ class RerankerTrainer:
             """Cosine / T ``[len(batch), G]``: each distinct query embedded once, passages in length-sorted passes."""
             distinct = list(dict.fromkeys(g.query for g in batch))
             position = {q: i for i, q in enumerate(distinct)}
-            q_emb = embed(distinct)[torch.tensor([position[g.query] for g in batch], device=device)]
-            p_emb = embed([p for g in batch for p in g.passages]).view(len(batch), -1, q_emb.shape[-1])
+            # queries and passages in one call: one forward per backward, as DDP (bucket 0) wants
+            both = embed(distinct + [p for g in batch for p in g.passages])
+            q_emb = both[: len(distinct)][torch.tensor([position[g.query] for g in batch], device=device)]
+            p_emb = both[len(distinct) :].view(len(batch), -1, both.shape[-1])
             return torch.einsum("bh,bgh->bg", q_emb, p_emb) / cfg.similarity_temperature
 
         forward = forward_bi if cfg.architecture == "bi-encoder" else forward_groups
