@@ -2,7 +2,8 @@
 
 Input: the training data of a `synthrank run` on the MedQuAD *corpus* (benchmarks/configs/medquad.yaml;
 `--until label` is enough): LLM-written queries, BM25 candidates, LLM labels. MedQuAD's questions and
-qrels are only ever used for evaluation. Rows (each trained with the same trainer and settings):
+qrels are only ever used for evaluation. Rows (each trained with the same trainer and the run's own recipe:
+model, architecture, merge with the base, learning rate, max length; so a bi-encoder run's rows are bi-encoders):
 
 * bm25: the first stage (top-k reranked by every other row);
 * zero-shot bi-encoder: the backbone (all-MiniLM-L6-v2) as a cosine bi-encoder;
@@ -91,14 +92,33 @@ def system_row(report: dict[str, Any], name: str) -> dict[str, Any]:
             "per_query": report["per_query"][name]}  # fmt: skip
 
 
-MAX_LENGTH = 192  # set from --max-length (default: the run's own train.max_length)
+# The recipe every row trains with: the run's own model and architecture settings (so a bi-encoder run's
+# ablations are bi-encoders too), else the cross-encoder defaults the first reports used.
+RECIPE_FIELDS = ("model", "architecture", "similarity_temperature", "merge_with_base", "learning_rate", "max_length",
+                 "group_size", "batch_size")  # fmt: skip
+DEFAULT_RECIPE: dict[str, Any] = {"model": "minilm", "group_size": 8, "batch_size": 8, "learning_rate": 7e-5,
+                                  "max_length": 192}  # fmt: skip
 
 
-def train(groups: Sequence[Any], out: Path, *, loss: str, epochs: int, seed: int, dev: Any = None) -> Path:
+def run_recipe(run_dir: Path, max_length: int | None = None) -> dict[str, Any]:
+    """The training settings of the run in ``run_dir`` that decide what a row's model is (not how long it trains)."""
+    from synthrank.pipeline import train_config_from_section
+
+    path = run_dir / "run_config.json"
+    recipe = dict(DEFAULT_RECIPE)
+    if path.exists():
+        run_config = train_config_from_section(json.loads(path.read_text()).get("train") or {}).to_dict()
+        recipe.update({k: run_config[k] for k in RECIPE_FIELDS})
+    if max_length:
+        recipe["max_length"] = max_length
+    return recipe
+
+
+def train(groups: Sequence[Any], out: Path, *, recipe: dict[str, Any], loss: str, epochs: int, seed: int,
+          dev: Any = None) -> Path:  # fmt: skip
     from synthrank.train import TrainConfig, train_reranker
 
-    config = TrainConfig(model="minilm", loss=loss, group_size=8, epochs=epochs, batch_size=8, learning_rate=7e-5,
-                         max_length=MAX_LENGTH, seed=seed, save_every=0)  # fmt: skip
+    config = TrainConfig(**recipe, loss=loss, epochs=epochs, seed=seed, save_every=0)
     result = train_reranker(list(groups), out, config, dev=dev, show_progress=False)
     return Path(result.model_dir)
 
@@ -157,9 +177,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     skip = {s for s in args.skip.split(",") if s}
-    global MAX_LENGTH
-    MAX_LENGTH = args.max_length or run_max_length(args.run_dir) or MAX_LENGTH
     sys.path.insert(0, str(REPO))
+    recipe = run_recipe(args.run_dir, args.max_length)
 
     from synthrank.data import load_dataset, read_groups
     from synthrank.pipeline import split_dev, subsample_queries
@@ -186,7 +205,7 @@ def main() -> None:
         "eval_queries": len(test.judged_queries()), "top_k": args.top_k, "llm": "qwen2.5-coder-1.5b (Q4_K_M, llama.cpp, CPU)",
         "backbone": "all-MiniLM-L6-v2", "train_groups": len(train_groups), "dev_groups": len(dev_groups),
         "synthetic_queries": len(queries_meta), "llm_labels": labelled_by_llm, "scoring_dtype": args.dtype,
-        "train_max_length": MAX_LENGTH, "train_epochs": args.epochs, "score_max_length": args.score_max_length,
+        "train_recipe": recipe, "train_max_length": recipe["max_length"], "train_epochs": args.epochs, "score_max_length": args.score_max_length,
         "model_given": args.model is not None,
         "machine": f"{_cpu_name()}, {os.cpu_count()} CPU cores, no GPU", "command": " ".join(sys.argv),
     })  # fmt: skip
@@ -198,7 +217,7 @@ def main() -> None:
     def lce_model() -> Path:
         if args.model is not None:
             return args.model
-        return train(train_groups, work / "lce", loss="lce", epochs=args.epochs, seed=args.seed, dev=dev)
+        return train(train_groups, work / "lce", recipe=recipe, loss="lce", epochs=args.epochs, seed=args.seed, dev=dev)
 
     def row(key: str, make: Callable[[], Any], **extra: Any) -> None:
         if results.has(key):
@@ -217,11 +236,11 @@ def main() -> None:
             model=str(args.model or work / "lce"))  # fmt: skip
     if "ablations" not in skip:
         # without LLM labels the groups' labels are the mined ones (source passage 1, BM25 negatives 0)
-        row("ablation: pointwise BCE", lambda: load_scorer(train(train_groups, work / "bce", loss="bce",
+        row("ablation: pointwise BCE", lambda: load_scorer(train(train_groups, work / "bce", recipe=recipe, loss="bce",
                                                                  epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
             train_groups=len(train_groups), labels="LLM judge" if labelled_by_llm else "mined")  # fmt: skip
     if "ablations" not in skip and labelled_by_llm:
-        row("ablation: listwise on LLM grades", lambda: load_scorer(train(train_groups, work / "listwise",
+        row("ablation: listwise on LLM grades", lambda: load_scorer(train(train_groups, work / "listwise", recipe=recipe,
             loss="listwise", epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
             train_groups=len(train_groups))  # fmt: skip
     elif "ablations" not in skip:
@@ -231,20 +250,20 @@ def main() -> None:
         }
     if "ablations" not in skip:
         rand = random_negatives(train_groups, medquad.corpus, args.seed)
-        row("ablation: random negatives", lambda: load_scorer(train(rand, work / "random-neg", loss="lce",
+        row("ablation: random negatives", lambda: load_scorer(train(rand, work / "random-neg", recipe=recipe, loss="lce",
                                                                     epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
             train_groups=len(rand))  # fmt: skip
         no_llm = [g for g in mined if g.query_id not in dev_qids]
         if labelled_by_llm:
-            row("ablation: no LLM labels", lambda: load_scorer(train(no_llm, work / "no-llm", loss="lce",
+            row("ablation: no LLM labels", lambda: load_scorer(train(no_llm, work / "no-llm", recipe=recipe, loss="lce",
                                                                      epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw),
                 train_groups=len(no_llm))  # fmt: skip
         natural = [g for g in train_groups if queries_meta.get(g.query_id, {}).get("query_type") == "natural"]
         if len(natural) >= 8:
             same = random.Random(args.seed).sample(train_groups, len(natural))
-            row("ablation: plain questions only", lambda: load_scorer(train(natural, work / "natural", loss="lce",
+            row("ablation: plain questions only", lambda: load_scorer(train(natural, work / "natural", recipe=recipe, loss="lce",
                 epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw), train_groups=len(natural))  # fmt: skip
-            row("ablation: all query types, same count", lambda: load_scorer(train(same, work / "all-same", loss="lce",
+            row("ablation: all query types, same count", lambda: load_scorer(train(same, work / "all-same", recipe=recipe, loss="lce",
                 epochs=args.epochs, seed=args.seed, dev=dev), **scorer_kw), train_groups=len(same))  # fmt: skip
     if "judge" not in skip and not results.has("llm judge"):
         from synthrank.label import LLMJudge
@@ -274,7 +293,7 @@ def main() -> None:
     results.data["significance_nDCG@10"] = sig
     results.save()
     if "sweep" not in skip:
-        run_sweep(args, results, medquad, test, bm25, scorer_kw, work, train_groups)
+        run_sweep(args, results, medquad, test, bm25, scorer_kw, work, train_groups, recipe)
     if "ood" not in skip:
         run_ood(args, results, work, scorer_kw)
     write_markdown(results.data, args.output.with_suffix(".md"))
@@ -282,7 +301,7 @@ def main() -> None:
 
 def run_sweep(
     args: Any, results: Results, medquad: Any, test: Any, bm25: Any, scorer_kw: dict[str, Any], work: Path,
-    train_groups: Sequence[Any],
+    train_groups: Sequence[Any], recipe: dict[str, Any],
 ) -> None:
     """Training-set size sweep: nested subsets of the run's LLM-query groups, or LLM-free pseudo-query groups."""
     from synthrank.rerank import load_scorer
@@ -307,7 +326,7 @@ def run_sweep(
             continue
         subset = groups[:size]
         t0 = time.perf_counter()
-        model = train(subset, work / f"sweep-{args.sweep_data}-{size}", loss="lce", epochs=args.epochs, seed=args.seed)
+        model = train(subset, work / f"sweep-{args.sweep_data}-{size}", recipe=recipe, loss="lce", epochs=args.epochs, seed=args.seed)
         report = evaluate(test, bm25, {key: load_scorer(model, **scorer_kw)}, args.top_k)
         results.put(key, {**system_row(report, key), "train_groups": len(subset), "llm_free": llm_free,
                           "wall_seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
@@ -326,15 +345,6 @@ def pseudo_query_groups(args: Any, medquad: Any, bm25: Any, n: int) -> list[Any]
 
 
 FUSED = "synthrank + zero-shot (fused)"
-
-
-def run_max_length(run_dir: Path) -> int | None:
-    """The token limit the run trained its model at, so the report's rows train like it."""
-    path = run_dir / "run_config.json"
-    if not path.exists():
-        return None
-    value = (json.loads(path.read_text()).get("train") or {}).get("max_length")
-    return int(value) if value else None
 
 
 def run_fusion_weight(run_dir: Path) -> float | None:

@@ -32,6 +32,9 @@ def _nest(overrides: dict[str, Any], dotted: str, value: Any) -> None:
 @click.option("--backend", default=None, type=click.Choice(["memory", "elasticsearch"]), help="BM25 backend for mining.")
 @click.option("--es-url", default=None, help="Elasticsearch URL (implies --backend elasticsearch).")
 @click.option("--max-passages", default=None, type=int, help="Budget: corpus passages to write queries for.")
+@click.option("--architecture", default=None, type=click.Choice(["bi-encoder", "cross-encoder"]),
+              help="Reranker to train [default: bi-encoder, the zero-shot encoder tuned and merged back; "
+              "cross-encoder, a fresh relevance head, for budgets of many hundreds of queries].")
 @click.option("--no-label", is_flag=True, help="Skip the LLM judge: source passage positive, BM25 negatives (ablation).")
 @click.option("--eval-data", default=None, help="Judged queries to evaluate on (default: the corpus, if it has qrels).")
 @click.option("--eval-split", default=None, help="Qrels split of the evaluation data [default: test].")
@@ -43,7 +46,7 @@ def _nest(overrides: dict[str, Any], dotted: str, value: Any) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @friendly_errors
 def run(corpus: str | None, output_dir: str, config_file: str | None, llm_model: str | None, base_url: str | None,
-        backend: str | None, es_url: str | None, max_passages: int | None, no_label: bool, eval_data: str | None,
+        backend: str | None, es_url: str | None, max_passages: int | None, architecture: str | None, no_label: bool, eval_data: str | None,
         eval_split: str | None, eval_max_queries: int | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
     """Train a reranker for a corpus with no human labels, then evaluate it; resumable step by step.
 
@@ -58,7 +61,7 @@ def run(corpus: str | None, output_dir: str, config_file: str | None, llm_model:
     overrides: dict[str, Any] = {}
     for dotted, value in (
         ("corpus", corpus), ("llm.model", llm_model), ("llm.base_url", base_url), ("mine.backend", backend),
-        ("mine.elasticsearch.url", es_url), ("generate.max_passages", max_passages), ("evaluate.data", eval_data),
+        ("mine.elasticsearch.url", es_url), ("generate.max_passages", max_passages), ("train.architecture", architecture), ("evaluate.data", eval_data),
         ("evaluate.split", eval_split), ("evaluate.max_queries", eval_max_queries),
     ):  # fmt: skip
         if value is not None:

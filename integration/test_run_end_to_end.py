@@ -120,6 +120,9 @@ def test_run_end_to_end_then_everything_is_skipped(tmp_path: Path, llama_server:
         assert (out / artifact).exists(), artifact
     model_dir = Path(json.loads((out / "train_summary.json").read_text())["model_dir"])
     assert (model_dir / "config.json").exists() and list(model_dir.glob("*.safetensors"))
+    # the run's default recipe for a small budget: the zero-shot encoder tuned as a bi-encoder, merged back
+    assert (model_dir / "modules.json").exists(), "the default run trains a sentence-transformers bi-encoder"
+    assert json.loads((out / "run_config.json").read_text())["train"]["architecture"] == "bi-encoder"
     evaluated = json.loads((out / "evaluation.json").read_text())
     evaluation = evaluated["main"]
     names = [s["name"] for s in evaluation["systems"]]

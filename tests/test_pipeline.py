@@ -10,7 +10,15 @@ from click.testing import CliRunner
 
 from synthrank.data import Passage, TrainingGroup, load_dataset, read_groups, write_groups
 from synthrank.errors import DataError
-from synthrank.pipeline import DEFAULTS, RunContext, build_steps, load_run_config, split_dev, subsample_queries
+from synthrank.pipeline import (
+    DEFAULTS,
+    RunContext,
+    build_steps,
+    load_run_config,
+    split_dev,
+    subsample_queries,
+    train_config_from_section,
+)
 from synthrank.pipeline.report import write_report
 from synthrank.pipeline.stages import judge_cost, run_label, run_mine
 from synthrank.runner import StepContext, StepResult, StepRunner
@@ -40,6 +48,25 @@ def test_config_layers_and_unknown_keys_name_the_field(tmp_path: Path) -> None:
     assert "line" in str(err.value)
     # free-form trainer options pass through untouched
     assert load_run_config(None, {"train": {"options": {"max_steps": 5}}})["train"]["options"] == {"max_steps": 5}
+
+
+def test_run_trains_a_merged_bi_encoder_by_default_and_a_cross_encoder_when_asked(tmp_path: Path) -> None:
+    """The default budget is too small for a fresh head; unset settings follow the chosen architecture."""
+    default = train_config_from_section(load_run_config()["train"])
+    assert (default.architecture, default.learning_rate, default.merge_with_base) == ("bi-encoder", 2e-5, 0.5)
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("train:\n  architecture: cross-encoder\n")
+    ce = train_config_from_section(load_run_config(cfg_file)["train"])
+    assert (ce.architecture, ce.learning_rate, ce.merge_with_base) == ("cross-encoder", 7e-5, 0.0)
+    # explicit values win, and the free-form options (where older configs put these) win over the section
+    cfg_file.write_text("train:\n  learning_rate: 3.0e-5\n  options:\n    merge_with_base: 0.25\n")
+    tuned = train_config_from_section(load_run_config(cfg_file)["train"])
+    assert (tuned.architecture, tuned.learning_rate, tuned.merge_with_base) == ("bi-encoder", 3e-5, 0.25)
+    cfg_file.write_text("train:\n  options:\n    architecture: cross-encoder\n")
+    assert train_config_from_section(load_run_config(cfg_file)["train"]).merge_with_base == 0.0
+    cfg_file.write_text("train:\n  architecture: cross-encoder\n  merge_with_base: 0.5\n")
+    with pytest.raises(DataError, match="merge_with_base needs architecture: bi-encoder"):
+        train_config_from_section(load_run_config(cfg_file)["train"])
 
 
 def test_split_dev_holds_out_whole_queries_stably() -> None:
@@ -132,10 +159,10 @@ def test_cli_run_refuses_foreign_folder_and_prints_config(tmp_path: Path, tiny_b
     runner = CliRunner()
     printed = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--output-dir", str(tmp_path / "o"),
                                    "--max-passages", "3", "--es-url", "http://h:9200", "--eval-max-queries", "7",
-                                   "--print-config"])  # fmt: skip
+                                   "--architecture", "cross-encoder", "--print-config"])  # fmt: skip
     assert printed.exit_code == 0, printed.output
     assert "max_passages: 3" in printed.output and "backend: elasticsearch" in printed.output
-    assert "max_queries: 7" in printed.output
+    assert "max_queries: 7" in printed.output and "architecture: cross-encoder" in printed.output
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "thesis.tex").write_text("x")
     refused = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--output-dir", str(tmp_path / "busy")])

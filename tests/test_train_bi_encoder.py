@@ -34,6 +34,18 @@ def bi_config(model: Path, **overrides: Any) -> TrainConfig:
     return tiny_config(model, architecture="bi-encoder", **overrides)
 
 
+def test_pooling_without_a_mask_is_the_mean_over_every_token_and_ignores_padding_with_one() -> None:
+    from synthrank.rerank.bi_encoder import pool_embeddings
+
+    hidden = torch.randn(2, 5, 4)
+    full = torch.ones(2, 5, dtype=torch.long)
+    assert torch.allclose(pool_embeddings(hidden, None, "mean", True), pool_embeddings(hidden, full, "mean", True))
+    padded = full.clone()
+    padded[1, 3:] = 0  # the second row has two padding tokens: they do not count
+    assert torch.allclose(pool_embeddings(hidden, padded, "mean", False)[1], hidden[1, :3].mean(0))
+    assert torch.equal(pool_embeddings(hidden, None, "cls", False), hidden[:, 0])
+
+
 def test_settings_are_checked_and_old_fingerprints_still_match() -> None:
     with pytest.raises(DataError, match="merge_with_base needs architecture: bi-encoder") as err:
         TrainConfig(merge_with_base=0.5)

@@ -97,12 +97,17 @@ DEFAULTS: dict[str, Any] = {
     },
     "train": {
         "model": "minilm",
+        # the default budget writes tens of queries: too few for a fresh cross-encoder head (it needs many
+        # hundreds of groups), while a bi-encoder starts as the zero-shot model and gains from a hundred;
+        # "cross-encoder" is the stronger in-domain recipe for large budgets (benchmarks/configs/medquad-amx.yaml)
+        "architecture": "bi-encoder",
+        "merge_with_base": None,  # share of the untuned weights averaged back; None: 0.5 (bi-encoder), 0 (cross-encoder)
         "loss": "lce",
         "group_size": 8,
         "epochs": 3,
         "batch_size": 8,
-        "learning_rate": 7e-5,
-        "max_length": 256,
+        "learning_rate": None,  # None: 2e-5 for a bi-encoder, 7e-5 for a cross-encoder's fresh head
+        "max_length": 256,  # tokens per query-passage pair (cross-encoder) or per text (bi-encoder)
         "seed": 42,
         "dev_fraction": 0.1,  # synthetic queries held out for dev nDCG@10 and best-checkpoint choice
         "options": {},  # any other synthrank.train.TrainConfig field

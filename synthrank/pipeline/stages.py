@@ -14,12 +14,15 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthrank.data import Dataset, TrainingGroup, load_dataset, read_groups, write_groups, write_json
 from synthrank.errors import DataError, SynthrankError
 from synthrank.retrieve import Analyzer, InMemoryBM25, Retriever
 from synthrank.runner.steps import Step, StepContext
+
+if TYPE_CHECKING:
+    from synthrank.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -286,8 +289,25 @@ def split_dev(
     return train, dev
 
 
+# run-config training settings left at None take their architecture's value: (bi-encoder, cross-encoder)
+ARCHITECTURE_DEFAULTS: dict[str, tuple[Any, Any]] = {"learning_rate": (2e-5, 7e-5), "merge_with_base": (0.5, 0.0)}
+
+
+def train_config_from_section(section: dict[str, Any]) -> TrainConfig:
+    """The trainer's settings from a run config's ``train`` section (its ``options`` are TrainConfig fields too)."""
+    from synthrank.train import TrainConfig
+
+    fields = {k: v for k, v in section.items() if k not in ("dev_fraction", "options")}
+    fields.update(section.get("options") or {})
+    bi = fields.get("architecture", "cross-encoder") == "bi-encoder"
+    for key, (bi_default, ce_default) in ARCHITECTURE_DEFAULTS.items():
+        if fields.get(key) is None:
+            fields[key] = bi_default if bi else ce_default
+    return TrainConfig.from_dict(fields)
+
+
 def run_train(run: RunContext, ctx: StepContext) -> dict[str, Any]:
-    from synthrank.train import DevSet, TrainConfig, train_reranker
+    from synthrank.train import DevSet, train_reranker
 
     t = run.config["train"]
     groups = read_groups(ctx.path("groups.jsonl"))
@@ -295,8 +315,7 @@ def run_train(run: RunContext, ctx: StepContext) -> dict[str, Any]:
         raise SynthrankError(f"{ctx.path('groups.jsonl')} holds no training group")
     train_groups, dev_groups = split_dev(groups, float(t["dev_fraction"]), int(t["seed"]))
     write_groups(ctx.path("dev_groups.jsonl"), dev_groups)
-    fields = {k: v for k, v in t.items() if k not in ("dev_fraction", "options")}
-    config = TrainConfig.from_dict({**fields, **(t.get("options") or {})})
+    config = train_config_from_section(t)
     dev = DevSet.from_groups(dev_groups) if dev_groups else None
     result = train_reranker(train_groups, ctx.path("train"), config, dev=dev, show_progress=run.show_progress)
     summary = {"train_groups": len(train_groups), "dev_groups": len(dev_groups), "model_dir": str(result.model_dir),

@@ -35,11 +35,16 @@ Pooling = Literal["mean", "cls"]
 
 
 def pool_embeddings(hidden: Any, attention_mask: Any, pooling: Pooling, normalize: bool) -> Any:
-    """One vector per row of ``hidden`` ``[N, T, H]``: the CLS state or the mean over real tokens."""
+    """One vector per row of ``hidden`` ``[N, T, H]``: the CLS state or the mean over real tokens.
+
+    ``attention_mask`` may be ``None`` (callers leave it out when no row is padded): every token is real.
+    """
     import torch
 
     if pooling == "cls":
         pooled = hidden[:, 0]
+    elif attention_mask is None:
+        pooled = hidden.mean(1)
     else:
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -200,7 +205,6 @@ class BiEncoderScorer:
         self._model = model
         self._tokenizer = tokenizer
         self._device = str(next(model.parameters()).device)
-        self._max_length = max_length
         return self
 
     def close(self) -> None:

@@ -535,10 +535,7 @@ class RerankerTrainer:
             from synthrank.rerank.bi_encoder import pool_embeddings
 
             hidden = model(**inputs).last_hidden_state
-            mask = inputs.get("attention_mask")  # left out when no row is padded
-            if mask is None:
-                mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-            return pool_embeddings(hidden.float(), mask, self._pooling, True)
+            return pool_embeddings(hidden.float(), inputs.get("attention_mask"), self._pooling, True)
 
         def embed(texts: list[str]) -> Any:
             """Normalised pooled embeddings ``[len(texts), H]``."""
