@@ -115,8 +115,11 @@ def _chat_generator(server: Any) -> Any:
     from haystack.components.generators.chat import OpenAIChatGenerator
     from haystack.utils import Secret
 
+    # Haystack's 30 s default is shorter than one answer on a busy 2-core CI machine (a timed-out call is a
+    # failed slot, and the test counts calls): a local server is slow, not unreachable
     return OpenAIChatGenerator(
-        api_base_url=server.base_url, model=server.alias, api_key=Secret.from_env_var("SYNTHRANK_TEST_LLM_KEY")
+        api_base_url=server.base_url, model=server.alias, api_key=Secret.from_env_var("SYNTHRANK_TEST_LLM_KEY"),
+        timeout=600.0,
     )
 
 
