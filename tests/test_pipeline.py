@@ -69,6 +69,20 @@ def test_run_trains_a_merged_bi_encoder_by_default_and_a_cross_encoder_when_aske
         train_config_from_section(load_run_config(cfg_file)["train"])
 
 
+def test_train_step_fingerprint_is_the_resolved_settings(tmp_path: Path) -> None:
+    """An unset value and its explicit equal are one run; a setting that changes the model is not."""
+
+    def train_fingerprint(train: dict) -> dict:
+        config = load_run_config(None, {"corpus": "x", "train": train})
+        return next(s for s in build_steps(RunContext(config, tmp_path)) if s.name == "train").config
+
+    unset = train_fingerprint({})
+    assert unset == train_fingerprint({"learning_rate": 2e-5, "merge_with_base": 0.5})
+    assert unset == train_fingerprint({"options": {"architecture": "bi-encoder", "save_every": 7}})  # not semantic
+    assert unset != train_fingerprint({"epochs": 4}) and unset != train_fingerprint({"dev_fraction": 0.2})
+    assert unset != train_fingerprint({"architecture": "cross-encoder"})
+
+
 def test_split_dev_holds_out_whole_queries_stably() -> None:
     groups = [_group(f"q{i}", pos) for i in range(200) for pos in ("d1", "d3")]
     train, dev = split_dev(groups, 0.1, seed=42)

@@ -306,6 +306,12 @@ def train_config_from_section(section: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(fields)
 
 
+def _train_fingerprint(section: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's own fingerprint of the resolved settings (plus the dev split), not the YAML as written: an
+    unset value and its explicit equal match, and settings added later do not restart runs at their defaults."""
+    return {**train_config_from_section(section).fingerprint(), "dev_fraction": section["dev_fraction"]}
+
+
 def run_train(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     from synthrank.train import DevSet, train_reranker
 
@@ -511,7 +517,7 @@ def build_steps(run: RunContext) -> list[Step]:
              scratch=["mine_stats.json"]),
         Step("label", ["labels.jsonl", "groups.jsonl"], lambda c: run_label(run, c),
              {"llm": _llm_identity(cfg), "label": cfg["label"]}, scratch=["label_stats.json"]),
-        Step("train", ["train_summary.json"], lambda c: run_train(run, c), {"train": cfg["train"]},
+        Step("train", ["train_summary.json"], lambda c: run_train(run, c), {"train": _train_fingerprint(cfg["train"])},
              scratch=["train", "dev_groups.jsonl"]),
         Step("evaluate", ["evaluation.json"], lambda c: run_evaluate(run, c), {"evaluate": cfg["evaluate"]},
              scratch=["evaluation.txt"]),
