@@ -302,3 +302,21 @@ def test_evaluate_passes_dtype_to_every_model_and_the_judge_depth(
     assert depths == [5, 3]
     assert "BM25 top-3, with the LLM judge" in (out / "evaluation.txt").read_text()
     assert summary["queries"] == 3
+
+
+def test_evaluation_dtype_auto_is_bf16_only_where_it_is_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """evaluate.dtype auto: bf16 autocast on an AMX CPU, fp32 on other CPUs, the scorer's choice on CUDA."""
+    import torch
+
+    import synthrank.models.cpu as cpu
+    from synthrank.pipeline.stages import evaluation_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: True)
+    assert evaluation_dtype("auto") == "bfloat16"
+    assert evaluation_dtype("float32") == "float32"  # asked for: kept
+    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: False)
+    assert evaluation_dtype("auto") == "float32"
+    assert evaluation_dtype("bfloat16") == "bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert evaluation_dtype("auto") == "auto"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,10 @@ def test_complete_steps_are_skipped_and_summaries_kept(tmp_path: Path) -> None:
     assert [r.status for r in first] == ["ran", "ran", "ran"] and calls == ["a", "b", "c"]
     second = StepRunner(tmp_path).run(make_steps(calls))
     assert [r.status for r in second] == ["skipped"] * 3 and calls == ["a", "b", "c"]
-    assert second[1].summary == {"n": 2}
+    assert second[1].summary["n"] == 2
+    # every step that ran records the process's memory, after releasing what the step left behind
+    if sys.platform.startswith("linux"):
+        assert second[1].summary["peak_rss_mb"] >= second[1].summary["rss_after_mb"] > 0
 
 
 def test_changed_settings_rerun_that_step_and_downstream(tmp_path: Path) -> None:
@@ -95,3 +99,26 @@ def test_partial_work_kept_for_same_settings_cleared_for_others(tmp_path: Path) 
     assert seen[-1] == ""  # other settings: the earlier partial work was removed first
     StepRunner(tmp_path).run(steps({"v": 2}), force=["p"])
     assert seen[-1] == "" and (tmp_path / "work.jsonl").read_text() == "x"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim and /proc/self/statm are glibc/Linux")
+def test_release_memory_returns_freed_heap_to_the_system() -> None:
+    """Freed small allocations stay resident in glibc's heap until trimmed: the runner trims after each step."""
+    import ctypes
+
+    from synthrank.runner.memory import release_memory, resident_mb
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    chunk = 64 * 1024  # below glibc's mmap threshold: served from the heap, not returned on free
+    blocks = [libc.malloc(chunk) for _ in range(3000)]
+    for b in blocks:
+        ctypes.memset(b, 1, chunk)
+    for b in blocks[:-1]:  # the last block pins the heap's top, so free() alone cannot shrink it
+        libc.free(b)
+    held = resident_mb()
+    before, after = release_memory()
+    libc.free(blocks[-1])
+    assert held is not None and before is not None and after is not None
+    assert before - after > 100, (held, before, after)  # ~190 MB were freed but resident

@@ -11,6 +11,9 @@ from synthrank.data import atomic_write
 from synthrank.runner.steps import StepResult
 
 _USAGE_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "wall_seconds")
+# the process's peak resident memory so far, and what it kept once the step's memory was released
+_MEMORY_COLUMNS = ("peak_rss_mb", "rss_after_mb")
+_NOT_COUNTS = ("usage", "systems", "significance", "metrics", "survival", *_MEMORY_COLUMNS)
 
 
 def usage_rows(results: Sequence[StepResult]) -> list[dict[str, Any]]:
@@ -19,7 +22,8 @@ def usage_rows(results: Sequence[StepResult]) -> list[dict[str, Any]]:
     for r in results:
         usage = r.summary.get("usage") or {}
         rows.append({"step": r.name, "status": r.status, "seconds": round(r.seconds, 1),
-                     **{k: usage.get(k, "") for k in _USAGE_COLUMNS}})  # fmt: skip
+                     **{k: usage.get(k, "") for k in _USAGE_COLUMNS},
+                     **{k: r.summary.get(k, "") for k in _MEMORY_COLUMNS}})  # fmt: skip
     return rows
 
 
@@ -99,13 +103,11 @@ def write_report(output_dir: str | Path, config: Mapping[str, Any], results: Seq
              f"{' at ' + str(config['llm']['base_url']) if config['llm'].get('base_url') else ' (local llama.cpp)'}; "
              f"BM25: {config['mine']['backend']}; reranker backbone: `{config['train']['model']}`, "
              f"loss {config['train']['loss']}.", "", "## Steps and cost", ""]  # fmt: skip
-    lines += _table(["step", "status", "seconds", *_USAGE_COLUMNS], [[r[k] for k in r] for r in rows])
+    lines += _table(["step", "status", "seconds", *_USAGE_COLUMNS, *_MEMORY_COLUMNS], [[r[k] for k in r] for r in rows])
     lines += ["", "`skipped` steps were complete from an earlier invocation (same settings); their LLM calls "
               "were not repeated.", ""]  # fmt: skip
     for r in results:
-        counts = {
-            k: v for k, v in r.summary.items() if k not in ("usage", "systems", "significance", "metrics", "survival")
-        }
+        counts = {k: v for k, v in r.summary.items() if k not in _NOT_COUNTS}
         if counts:
             lines.append(f"- **{r.name}**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in counts.items()))
     lines.append("")

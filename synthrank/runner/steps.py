@@ -23,6 +23,7 @@ from typing import Any
 
 from synthrank.data.jsonl import write_json
 from synthrank.errors import SynthrankError
+from synthrank.runner.memory import peak_resident_mb, release_memory
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class StepResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "seconds": self.seconds, "fingerprint": self.fingerprint, "summary": self.summary}
+
+
+def _rounded(mb: float | None) -> float | None:
+    return None if mb is None else round(mb, 1)
 
 
 def fingerprint(config: dict[str, Any], upstream: str = "") -> str:
@@ -153,6 +158,8 @@ class StepRunner:
                 t0 = time.perf_counter()
                 summary = step.run(ctx) or {}
                 seconds = time.perf_counter() - t0
+                _, resident = release_memory()
+                summary = {**summary, "peak_rss_mb": _rounded(peak_resident_mb()), "rss_after_mb": _rounded(resident)}
                 missing = [out for out in step.outputs if not (self.output_dir / out).exists()]
                 if missing:
                     raise SynthrankError(f"step {step.name!r} finished without writing {missing}")
