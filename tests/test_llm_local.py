@@ -70,3 +70,44 @@ def test_amx_guard_turns_extra_buffers_off_only_where_they_crash(tmp_path: Path)
     assert not cpu_has_amx_tiles(tmp_path / "absent")
     assert build_has_amx_kernels("CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |")
     assert not build_has_amx_kernels("CPU : AVX2 = 1 | REPACK = 1 |")
+
+
+def test_prompt_logits_setting_and_when_a_completion_reads_every_prompt_row() -> None:
+    from synthrank.llm.prompt_logits import needs_prompt_logits, prompt_logits_setting
+
+    assert prompt_logits_setting(None) == "last" and prompt_logits_setting(" ALL ") == "all"
+    with pytest.raises(SystemExit, match="use last or all"):
+        prompt_logits_setting("some")
+    assert needs_prompt_logits(True, 3) and needs_prompt_logits(True, 0)
+    assert not needs_prompt_logits(True, None)  # echo alone reads no logits
+    assert not needs_prompt_logits(False, 20)  # the judge: only the answer token's logprobs
+
+
+def test_lazy_logprob_rows_read_like_the_full_log_softmax() -> None:
+    """What llama-cpp-python does with logits_to_logprobs(scores)[offset:]: iterate, index, len: all as computed eagerly."""
+    import numpy as np
+
+    from synthrank.llm.prompt_logits import LazyLogprobRows
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        m = x.max(axis=-1, keepdims=True)
+        return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+    logits = np.random.default_rng(0).normal(size=(6, 50)).astype(np.float32)
+    full = log_softmax(logits)
+    computed: list[int] = []
+
+    def row_logprobs(row: np.ndarray) -> np.ndarray:
+        computed.append(1)
+        return log_softmax(row)
+
+    lazy = LazyLogprobRows(logits, row_logprobs)
+    assert computed == []  # nothing until read
+    tail = lazy[4:]
+    assert len(tail) == 2 and len(lazy) == 6 and len(lazy[9:]) == 0
+    rows = list(tail)
+    assert len(computed) == 2  # only the rows read
+    np.testing.assert_allclose(np.array(rows), full[4:], rtol=1e-5, atol=1e-6)
+    assert isinstance(rows[0], list) and len(rows[0]) == 50
+    np.testing.assert_allclose(lazy[2:][1], full[3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.array(lazy[-2:]), full[-2:], rtol=1e-5, atol=1e-6)  # other keys: computed eagerly

@@ -305,17 +305,17 @@ def test_evaluate_passes_dtype_to_every_model_and_the_judge_depth(
 
 
 def test_evaluation_dtype_auto_is_bf16_only_where_it_is_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """evaluate.dtype auto: bf16 autocast on an AMX CPU, fp32 on other CPUs, the scorer's choice on CUDA."""
+    """evaluate.dtype auto: bf16 autocast on an AMX / AVX512-BF16 CPU, fp32 on others, the scorer's choice on CUDA."""
     import torch
 
     import synthrank.models.cpu as cpu
     from synthrank.pipeline.stages import evaluation_dtype
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(cpu, "cpu_bf16_is_fast", lambda: True)
     assert evaluation_dtype("auto") == "bfloat16"
     assert evaluation_dtype("float32") == "float32"  # asked for: kept
-    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(cpu, "cpu_bf16_is_fast", lambda: False)
     assert evaluation_dtype("auto") == "float32"
     assert evaluation_dtype("bfloat16") == "bfloat16"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -382,15 +382,31 @@ def test_bf16_on_cpu_trains_under_autocast(tmp_path: Path, tiny_model: Path, mon
         train_reranker(make_groups(n=4), tmp_path / "fp16", tiny_config(tiny_model, precision="fp16"), show_progress=False)
 
 
-def test_auto_precision_on_cpu_follows_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_precision_on_cpu_follows_fast_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     from synthrank.models import cpu
     from synthrank.train.trainer import resolve_precision
 
-    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(cpu, "cpu_bf16_is_fast", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(cpu, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(cpu, "cpu_bf16_is_fast", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("fp32", "cpu") == "fp32"
+
+
+def test_bf16_is_fast_on_amx_and_avx512_bf16_cpus_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """AMX (Sapphire Rapids) or native AVX512-BF16 (AMD Zen 4): bf16 autocast; AVX-512 alone emulates bf16."""
+    from synthrank.models import cpu
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n", encoding="utf-8")
+    assert "avx512_bf16" in cpu.cpu_flags(info) and cpu.cpu_flags(tmp_path / "absent") == frozenset()
+    cases = [(False, "avx2 avx512f avx512_bf16", True), (True, "avx2", True), (False, "avx2 avx512f avx512bw", False)]
+    for amx, flags, fast in cases:
+        monkeypatch.setattr(cpu, "cpu_has_amx", lambda amx=amx: amx)
+        monkeypatch.setattr(cpu, "cpu_flags", lambda flags=flags: frozenset(flags.split()))
+        cpu.cpu_bf16_is_fast.cache_clear()
+        assert cpu.cpu_bf16_is_fast() is fast, (amx, flags)
+    cpu.cpu_bf16_is_fast.cache_clear()
 
 
 # --------------------------------------------------------------------------- CLI

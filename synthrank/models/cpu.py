@@ -2,13 +2,16 @@
 
 On Intel CPUs with AMX (Sapphire Rapids and later) a bf16 matrix multiply runs ~10x faster
 than an fp32 one (measured here: 650 vs 55 GFLOP/s on one core), so bf16 autocast speeds up
-training and scoring several-fold; elsewhere bf16 on a CPU is emulated or barely faster.
+training and scoring several-fold. CPUs with AVX512-BF16 dot products (AMD Zen 4 and later,
+Intel Cooper Lake) gain ~2.2x (MiniLM training steps and scoring batches, measured on a 2-core
+AMD EPYC). Elsewhere bf16 on a CPU is emulated or barely faster.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +26,24 @@ def cpu_has_amx() -> bool:
         return bool(init()) if init is not None else False
     except Exception:  # an old or unusual torch build: assume no AMX
         return False
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as the kernel reports them (Linux), empty where unknown."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[-1].split())
+    return frozenset()
+
+
+@functools.cache
+def cpu_bf16_is_fast() -> bool:
+    """Whether bf16 autocast beats fp32 here: AMX tiles, or native AVX512-BF16 dot products."""
+    return cpu_has_amx() or "avx512_bf16" in cpu_flags()
 
 
 @functools.cache

@@ -126,8 +126,8 @@ DEFAULTS: dict[str, Any] = {
         "llm_judge_max_queries": 50,
         "llm_judge_top_k": None,  # BM25 depth the judge (and, on its subset, every system) reranks; None: top_k
         "batch_size": 64,
-        # "auto": bf16/fp16 on CUDA, bf16 autocast on a CPU with AMX (several times faster, rankings as in
-        # fp32), fp32 on other CPUs; every system of the evaluation scores in the same precision
+        # "auto": bf16/fp16 on CUDA, bf16 autocast on a CPU with AMX or AVX512-BF16 (2-3x faster, rankings as
+        # in fp32), fp32 on other CPUs; every system of the evaluation scores in the same precision
         "dtype": "auto",
     },
 }

@@ -375,11 +375,11 @@ def judge_cost(usage: Mapping[str, Any], depth: int) -> dict[str, Any] | None:
 
 
 def evaluation_dtype(setting: str) -> str:
-    """``auto`` scores in bf16 where the hardware makes it fast (CUDA, or a CPU with AMX), else as given.
+    """``auto`` scores in bf16 where the hardware makes it fast (CUDA, or a CPU with AMX or AVX512-BF16).
 
-    Every system of one evaluation scores in the same precision, so the comparison stays fair; on an
-    AMX CPU bf16 autocast keeps fp32's rankings (Spearman 0.9986 on MedQuAD pairs) at several times the
-    speed. A reranker served on its own keeps its scorer's ``auto``: exact fp32 on a CPU.
+    Every system of one evaluation scores in the same precision, so the comparison stays fair; bf16
+    autocast keeps fp32's rankings (Spearman 0.9986 on MedQuAD pairs) at 2-3x the speed on such CPUs.
+    A reranker served on its own keeps its scorer's ``auto``: exact fp32 on a CPU.
     """
     if setting not in (None, "auto"):
         return setting
@@ -387,9 +387,9 @@ def evaluation_dtype(setting: str) -> str:
 
     if torch.cuda.is_available():
         return "auto"  # the scorer's own choice on CUDA: bf16, or fp16 where bf16 is missing
-    from synthrank.models.cpu import cpu_has_amx
+    from synthrank.models.cpu import cpu_bf16_is_fast
 
-    return "bfloat16" if cpu_has_amx() else "float32"
+    return "bfloat16" if cpu_bf16_is_fast() else "float32"
 
 
 def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
