@@ -6,7 +6,7 @@ at once and the calls alternate between them in blocks, so drift on a shared mac
 The requests are the pipeline's own: binary judge prompts (one answer token, top-20 logprobs) on
 MedQuAD questions and BM25 hits, and query-generation prompts on MedQuAD passages.
 
-    python benchmarks/bench_llm_server.py --output benchmarks/results/llm_server.json   # ~5 min on 2 cores
+    python benchmarks/bench_llm_server.py --output benchmarks/results/llm_server.json   # ~6 min on 2 cores
 """
 
 from __future__ import annotations

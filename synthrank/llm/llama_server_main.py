@@ -13,7 +13,7 @@ tiles and the build has AMX kernels), ``on`` or ``off``. The arguments are those
 
 It also computes a prompt's logits only where a response reads them
 (:mod:`synthrank.llm.prompt_logits`; ``SYNTHRANK_LLAMA_PROMPT_LOGITS=all`` keeps llama-cpp-python's
-own every-position logits), which doubles a ``--logits_all`` server's speed on a CPU.
+own every-position logits), which halves a yes/no judgement's time on a CPU (1.94x measured).
 """
 
 from __future__ import annotations
