@@ -100,19 +100,16 @@ def install() -> bool:
     def eval_last_logits(self: Any, tokens: Any) -> None:
         if not self._logits_all or getattr(self, _FLAG, True) or getattr(self, "draft_model", None) is not None:
             return original_eval(self, tokens)
-        # llama-cpp-python's eval, asking for the logits of each batch's last position only: the only
-        # row sampling and a non-echoed completion's logprobs read (the others keep stale values)
-        self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
-        for start in range(0, len(tokens), self.n_batch):
-            batch = tokens[start : start + self.n_batch]
-            n_past, n_tokens = self.n_tokens, len(batch)
-            self._batch.set_batch(batch=batch, n_past=n_past, logits_all=False)
-            self._ctx.decode(self._batch)
-            self.input_ids[n_past : n_past + n_tokens] = batch
-            last = np.ctypeslib.as_array(self._ctx.get_logits(), shape=(self._n_vocab,))
-            self.scores[n_past + n_tokens - 1, :] = last
-            self.n_tokens += n_tokens
-            self._requires_eval = False
+        # llama-cpp-python's own eval as for a model without logits_all (llama.cpp computes each batch's
+        # last position only), then keep the prompt's last row: the only one sampling and a non-echoed
+        # completion's logprobs read (the other rows keep stale values)
+        self._logits_all = False
+        try:
+            original_eval(self, tokens)
+        finally:
+            self._logits_all = True
+        if len(tokens):
+            self.scores[self.n_tokens - 1, :] = np.ctypeslib.as_array(self._ctx.get_logits(), shape=(self._n_vocab,))
         return None
 
     def logits_to_logprobs(logits: Any, axis: int = -1) -> Any:
