@@ -3,8 +3,8 @@
 On Intel CPUs with AMX (Sapphire Rapids and later) a bf16 matrix multiply runs ~10x faster
 than an fp32 one (measured here: 650 vs 55 GFLOP/s on one core), so bf16 autocast speeds up
 training and scoring several-fold. CPUs with AVX512-BF16 dot products (AMD Zen 4 and later,
-Intel Cooper Lake) gain ~2.2x (MiniLM training steps and scoring batches, measured on a 2-core
-AMD EPYC). Elsewhere bf16 on a CPU is emulated or barely faster.
+Intel Cooper Lake) gain ~2x (MiniLM: 2.31x per training step, 1.99x per scoring batch on a 2-core
+AMD EPYC; ``benchmarks/bench_bf16_cpu.py``). Elsewhere bf16 on a CPU is emulated or barely faster.
 """
 
 from __future__ import annotations

@@ -175,11 +175,11 @@ def collate(
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` -> bf16 on a CUDA GPU that has it, fp16 on other GPUs; on a CPU bf16 where it has AMX, else fp32.
+    """``auto`` -> bf16 on a CUDA GPU that has it, fp16 on other GPUs; on a CPU bf16 with AMX or AVX512-BF16, else fp32.
 
     On a CPU, bf16 is autocast (matrix multiplies in bf16, weights and optimizer in fp32): with AMX
-    it trains ~1.4-2.5x faster than fp32 (measured on MiniLM), with AVX512-BF16 (AMD Zen 4) ~2.2x;
-    without either it gains little.
+    it trains ~1.4-2.5x faster than fp32 (measured on MiniLM), with AVX512-BF16 (AMD Zen 4) 2.31x
+    (``benchmarks/bench_bf16_cpu.py``); without either it gains little.
     """
     import torch
 
