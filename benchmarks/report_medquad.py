@@ -39,6 +39,7 @@ the out-of-domain rows alone for the MedQuAD CPU run:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -163,7 +164,8 @@ def main() -> None:
     parser.add_argument("--score-max-length", type=int, default=None,
                         help="token limit when scoring (default: each model's own, the length it was trained at)")
     parser.add_argument(
-        "--skip", default="", help="comma-separated row groups to skip: medquad,judge,ablations,sweep,ood"
+        "--skip", default="", help="comma-separated row groups to skip: medquad,judge,ablations,sweep,ood; "
+        "lce skips only the full-set LCE row (the zero-shot row stays: a sweep's reference line)"
     )
     parser.add_argument(
         "--model",
@@ -232,8 +234,9 @@ def main() -> None:
 
     if "medquad" not in skip:
         row("zero-shot bi-encoder", lambda: BiEncoderScorer("minilm", **scorer_kw))
-        row("synthrank (LCE)", lambda: load_scorer(lce_model(), **scorer_kw), train_groups=len(train_groups),
-            model=str(args.model or work / "lce"))  # fmt: skip
+        if "lce" not in skip:
+            row("synthrank (LCE)", lambda: load_scorer(lce_model(), **scorer_kw), train_groups=len(train_groups),
+                model=str(args.model or work / "lce"))  # fmt: skip
     if "ablations" not in skip:
         # without LLM labels the groups' labels are the mined ones (source passage 1, BM25 negatives 0)
         row("ablation: pointwise BCE", lambda: load_scorer(train(train_groups, work / "bce", recipe=recipe, loss="bce",
@@ -295,6 +298,16 @@ def main() -> None:
     results.save()
     if "sweep" not in skip:
         run_sweep(args, results, medquad, test, bm25, scorer_kw, work, train_groups, recipe)
+        # does each doubling of the data gain for real, and where does the curve pass the zero-shot model?
+        points = sorted((r["train_groups"], k) for k, r in rows.items() if k.startswith("sweep: "))
+        for (_, smaller), (_, larger) in itertools.pairwise(points):
+            sig[f"{larger} vs {smaller}"] = significance(rows[larger]["per_query"]["nDCG@10"],
+                                                         rows[smaller]["per_query"]["nDCG@10"])  # fmt: skip
+        for _, key in points:
+            if "zero-shot bi-encoder" in rows:
+                sig[f"{key} vs zero-shot bi-encoder"] = significance(
+                    rows[key]["per_query"]["nDCG@10"], rows["zero-shot bi-encoder"]["per_query"]["nDCG@10"])
+        results.save()
     if "ood" not in skip:
         run_ood(args, results, work, scorer_kw)
     write_markdown(results.data, args.output.with_suffix(".md"))
@@ -453,6 +466,7 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
     lce = rows.get("synthrank (LCE)", {})
     if sweep and lce.get("train_groups") and not data.get("meta", {}).get("model_given") and not llm_free:
         sweep.append((lce["train_groups"], lce["metrics"]["nDCG@10"]))  # the full set, same recipe and budget
+    if sweep:
         import matplotlib
 
         matplotlib.use("Agg")
