@@ -30,7 +30,7 @@ import openai  # noqa: E402
 from synthrank.data import load_dataset, write_json  # noqa: E402
 from synthrank.label.judge import yes_probability  # noqa: E402
 from synthrank.label.prompts import binary_messages  # noqa: E402
-from synthrank.llm.client import _compact_logprobs  # noqa: E402
+from synthrank.llm.client import compact_logprobs  # noqa: E402
 from synthrank.llm.local import LocalLlamaServer  # noqa: E402
 from synthrank.models.cpu import cpu_name  # noqa: E402
 from synthrank.models.gguf import resolve_gguf  # noqa: E402
@@ -90,7 +90,7 @@ def call(client: openai.OpenAI, model: str, messages: list[dict[str, str]], *, j
     out = {"seconds": seconds, "prompt_tokens": resp.usage.prompt_tokens, "completion_tokens": resp.usage.completion_tokens,
            "text": choice.message.content}  # fmt: skip
     if judge:
-        out["p_yes"] = yes_probability(_compact_logprobs(choice))
+        out["p_yes"] = yes_probability(compact_logprobs(choice))
     return out
 
 

@@ -170,7 +170,12 @@ def _retry_after_seconds(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _compact_logprobs(choice: Any) -> list[dict[str, Any]] | None:
+def compact_logprobs(choice: Any) -> list[dict[str, Any]] | None:
+    """A choice's token log-probabilities as plain lists, the form the cache stores and the judge reads.
+
+    ``[{"token": ..., "logprob": ..., "top": [[token, logprob], ...]}, ...]``, or ``None`` when the
+    endpoint returned none (a judge then falls back to the answer's text).
+    """
     lp = getattr(choice, "logprobs", None)
     content = getattr(lp, "content", None) if lp is not None else None
     if not content:
@@ -488,7 +493,7 @@ class LLMClient:
             model=str(getattr(response, "model", None) or self.model),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            logprobs=_compact_logprobs(choice),
+            logprobs=compact_logprobs(choice),
             refusal=getattr(message, "refusal", None),
             seconds=seconds,
         )
