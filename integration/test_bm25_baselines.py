@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from integration.conftest import shared_dataset
 from synthrank_cli.main import main
 
-# nDCG@10, MRR@10, Recall@100 of `synthrank evaluate` (BM25 k1=0.9, b=0.4, Porter2, Lucene stopwords).
+# nDCG@10, MRR@10, Recall@100 of `synthrank evaluate --top-k 100` (BM25 k1=0.9, b=0.4, Porter2, Lucene stopwords).
 EXPECTED = {
     ("vaswani", "test"): (0.4412, 0.6765, 0.6226),
     ("beir-scifact", "test"): (0.6804, 0.6475, 0.9220),
@@ -24,7 +24,8 @@ EXPECTED = {
 def test_bm25_numbers_in_readme_are_reproduced(name: str, split: str, tmp_path: Path) -> None:
     data = shared_dataset(name)
     out = tmp_path / "report.json"
-    result = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--split", split, "--no-progress", "--output", str(out)])
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--split", split, "--top-k", "100", "--no-progress",
+                                       "--output", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())["systems"][0]["metrics"]
     got = (metrics["nDCG@10"], metrics["MRR@10"], metrics["Recall@100"])

@@ -107,3 +107,115 @@ def test_cli_index_saves_a_loadable_index_and_refuses_overwrite(tiny_beir: Path,
     assert InMemoryBM25.load(out).retrieve(["optic nerve"], k=1)[0][0].doc_id == "d1"
     again = runner.invoke(main, ["index", "--corpus", str(tiny_beir), "--output-dir", str(out)])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+# --------------------------------------------------------------------------- issue #20: no result lost silently
+
+
+class FixedScorer:
+    """Scores each document by a fixed table (unknown documents 0): two rerankers that differ on purpose."""
+
+    def __init__(self, prefer: str) -> None:
+        self.prefer = prefer
+
+    def score_pairs(self, queries, documents, *, show_progress=False):
+        return np.array([1.0 if self.prefer in d else 0.0 for d in documents], dtype=np.float32)
+
+
+def test_two_models_both_named_model_keep_their_own_rows(tiny_beir: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthrank.rerank.factory as factory
+
+    monkeypatch.setattr(factory, "load_scorer", lambda model, **kw: FixedScorer("optic" if "/a/" in model else "lungs"))
+    runs = tmp_path / "runs"
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(main, [
+        "evaluate", "--data", str(tiny_beir), "--no-progress", "--output", str(out), "--run-dir", str(runs),
+        "--reranker", "runs/a/train/model", "--reranker", "runs/b/train/model",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    names = [s["name"] for s in report["systems"]]
+    assert names == ["bm25", "a/train/model", "b/train/model"]
+    assert set(report["per_query"]) == set(names)
+    assert sorted(p.name for p in runs.iterdir()) == ["a_train_model.trec", "b_train_model.trec", "bm25.trec"]
+    assert "a/train/model" in result.output and "b/train/model" in result.output
+
+
+def test_rerankers_can_be_named_and_compared_pairwise(tiny_beir: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthrank.rerank.factory as factory
+
+    monkeypatch.setattr(factory, "load_scorer", lambda model, **kw: FixedScorer("optic" if model == "m1" else "lungs"))
+    out = tmp_path / "report.json"
+    args = ["evaluate", "--data", str(tiny_beir), "--no-progress", "--output", str(out),
+            "--reranker", "ours=m1", "--reranker", "theirs=m2", "--baseline", "theirs"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [s["name"] for s in report["systems"]] == ["bm25", "ours", "theirs"]
+    pairs = {(t["system"], t["baseline"]) for t in report["significance"]}
+    assert pairs == {("ours", "bm25"), ("theirs", "bm25"), ("ours", "theirs")}
+    assert "ours vs theirs" in result.output
+    unknown = CliRunner().invoke(main, [*args[:-1], "nobody"])
+    assert unknown.exit_code == 2 and "'nobody' names no system" in unknown.output
+    twice = CliRunner().invoke(main, ["evaluate", "--data", str(tiny_beir), "--reranker", "x=m1", "--reranker", "x=m2"])
+    assert twice.exit_code == 2 and "--reranker" in twice.output and "'x'" in twice.output
+
+
+def test_name_systems_tells_paths_apart() -> None:
+    from synthrank_cli.evaluate import name_systems
+
+    assert name_systems(["runs/a/train/model", "runs/b/train/model"]) == {
+        "a/train/model": "runs/a/train/model",
+        "b/train/model": "runs/b/train/model",
+    }
+    assert name_systems(["minilm", "runs/x/model"]) == {"minilm": "minilm", "model": "runs/x/model"}
+    assert name_systems(["m", "m"]) == {"m": "m", "m-2": "m"}
+    assert name_systems(["bm25"]) == {"bm25-2": "bm25"}  # the first stage keeps its name
+    assert name_systems(["model=runs/a/model", "runs/b/model"]) == {"model": "runs/a/model", "b/model": "runs/b/model"}
+
+
+def test_cli_default_depth_is_the_runs_and_recall_is_at_that_depth(tiny_beir: Path, tmp_path: Path) -> None:
+    from synthrank.pipeline.config import DEFAULTS
+    from synthrank_cli.evaluate import DEFAULT_TOP_K
+
+    assert DEFAULTS["evaluate"]["top_k"] == DEFAULT_TOP_K  # `synthrank evaluate` and `synthrank run`: one number
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(tiny_beir), "--no-progress", "--output", str(out),
+                                       "--top-k", "3"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["top_k"] == 3
+    assert set(report["systems"][0]["metrics"]) == {"nDCG@10", "MRR@10", "Recall@3"}
+    assert "Recall@100" not in result.output
+    deeper = CliRunner().invoke(main, ["evaluate", "--data", str(tiny_beir), "--no-progress", "--top-k", "3",
+                                       "--metric", "Recall@100"])  # fmt: skip
+    assert deeper.exit_code == 0 and "note: Recall@100 is cut off deeper than the 3 documents" in deeper.output
+
+
+def test_a_bad_metric_is_a_usage_error_not_a_traceback(tiny_beir: Path) -> None:
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(tiny_beir), "--metric", "nDCG@x"])
+    assert result.exit_code == 2, result.output
+    assert "--metric" in result.output and "unknown metric 'nDCG@x'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_one_judged_query_reports_metrics_and_skips_the_tests(tiny_beir: Path) -> None:
+    ds = load_dataset(tiny_beir)
+    ds.qrels = {"q1": ds.qrels["q1"]}
+    bm25 = InMemoryBM25()
+    bm25.index(ds.corpus.values())
+    report = evaluate_systems(ds, bm25, {"longest": ReverseScorer()}, top_k=3)
+    assert report.systems[1].evaluation.num_queries == 1
+    assert report.significance == []
+    assert any("paired t-tests skipped" in note for note in report.notes)
+    assert report.to_json()["notes"] == report.notes
+
+
+def test_one_judged_query_through_the_cli(tiny_beir: Path, tmp_path: Path, monkeypatch) -> None:
+    import synthrank.rerank.factory as factory
+
+    monkeypatch.setattr(factory, "load_scorer", lambda model, **kw: ReverseScorer())
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(tiny_beir), "--no-progress", "--max-queries", "1",
+                                       "--reranker", "longest=x"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "longest" in result.output and "note: paired t-tests skipped" in result.output

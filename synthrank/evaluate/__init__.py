@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synthrank.evaluate.metrics import DEFAULT_METRICS, Evaluation, Run, evaluate_run
+from synthrank.evaluate.metrics import DEFAULT_METRICS, Evaluation, Run, default_metrics, evaluate_run, to_ir_measure
 from synthrank.evaluate.pipeline import EvaluationReport, evaluate_systems, first_stage, format_table, rerank_run
 from synthrank.evaluate.significance import PairedTest, paired_t_test, paired_t_test_per_query
 
@@ -12,6 +12,7 @@ __all__ = [
     "EvaluationReport",
     "PairedTest",
     "Run",
+    "default_metrics",
     "evaluate_run",
     "evaluate_systems",
     "first_stage",
@@ -19,4 +20,5 @@ __all__ = [
     "paired_t_test",
     "paired_t_test_per_query",
     "rerank_run",
+    "to_ir_measure",
 ]

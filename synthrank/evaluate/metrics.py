@@ -25,8 +25,19 @@ def to_ir_measure(name: str) -> Any:
     base = _ALIASES.get(base, base)
     try:
         return ir_measures.parse_measure(f"{base}@{cutoff}" if cutoff else base)
-    except (ValueError, NameError, SyntaxError) as exc:
+    except Exception as exc:  # ir_measures' parser raises ValueError, NameError, SyntaxError, TypeError...
         raise ValueError(f"unknown metric {name!r}; examples: nDCG@10, MRR@10, Recall@100, P@5, MAP") from exc
+
+
+def metric_cutoff(name: str) -> int | None:
+    """The rank cut-off of a metric name (``Recall@100`` -> 100), ``None`` when it has none."""
+    _, _, cutoff = name.partition("@")
+    return int(cutoff) if cutoff.isdigit() else None
+
+
+def default_metrics(top_k: int) -> tuple[str, ...]:
+    """nDCG@10, MRR@10 and Recall at the depth retrieved (``Recall@100`` of a top-30 list would be Recall@30)."""
+    return ("nDCG@10", "MRR@10", f"Recall@{top_k}")
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from synthrank.data.records import Dataset, Document
-from synthrank.evaluate.metrics import DEFAULT_METRICS, Evaluation, Run, evaluate_run
-from synthrank.evaluate.significance import paired_t_test
+from synthrank.evaluate.metrics import DEFAULT_METRICS, Evaluation, Run, evaluate_run, metric_cutoff
+from synthrank.evaluate.significance import PairedTest, paired_t_test
 from synthrank.rerank.base import PairScorer
 from synthrank.retrieve.base import Retriever
 
@@ -55,6 +55,8 @@ class EvaluationReport:
     top_k: int
     systems: list[SystemResult] = field(default_factory=list)
     significance: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the reader of the numbers should know: tests skipped, metrics deeper than the ranking."""
 
     def to_json(self, *, per_query: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -64,6 +66,8 @@ class EvaluationReport:
             "systems": [s.summary() for s in self.systems],
             "significance": self.significance,
         }
+        if self.notes:
+            out["notes"] = self.notes
         if per_query:
             out["per_query"] = {s.name: s.evaluation.per_query for s in self.systems}
         return out
@@ -125,36 +129,57 @@ def evaluate_systems(
 ) -> EvaluationReport:
     """Evaluate the first stage and each reranker over its top-k, with paired t-tests against the first stage.
 
-    ``compare_to`` names rerankers (e.g. the zero-shot baseline) that every other reranker is also
-    tested against, per query and paired.
+    ``compare_to`` names systems (e.g. the zero-shot baseline, another trained model) that every other
+    reranker is also tested against, per query and paired. With fewer than two judged queries no test
+    can be run: the metrics are reported and the tests are skipped with a note in ``report.notes``; so is
+    a metric cut off deeper than ``top_k`` (``Recall@100`` of a top-30 ranking only sees the top 30).
     """
-    unknown = [name for name in compare_to if name not in (rerankers or {})]
+    names = [first_stage_name, *(rerankers or {})]
+    if first_stage_name in (rerankers or {}):
+        raise ValueError(f"a reranker is named {first_stage_name!r}, the first stage's name: give it another name")
+    unknown = [name for name in compare_to if name not in names]
     if unknown:
-        raise ValueError(f"compare_to names no reranker: {unknown}")
+        raise ValueError(f"compare_to names no system: {unknown} (systems: {names})")
     if not dataset.qrels:
         raise ValueError(f"dataset {dataset.name!r} has no qrels for split {split!r}: nothing to evaluate")
     report = EvaluationReport(dataset=dataset.name, split=split, top_k=top_k)
+    for metric in metrics:
+        cutoff = metric_cutoff(metric)
+        if cutoff is not None and cutoff > top_k:
+            report.notes.append(
+                f"{metric} is cut off deeper than the {top_k} documents retrieved per query: it equals "
+                f"{metric.partition('@')[0]}@{top_k}"
+            )
     run, seconds = first_stage(dataset, retriever, top_k=top_k, show_progress=show_progress)
     base = SystemResult(first_stage_name, run, evaluate_run(run, dataset.qrels, metrics), seconds, len(run))
     report.systems.append(base)
+    testable = base.evaluation.num_queries >= 2
+    if not testable:
+        report.notes.append(
+            f"paired t-tests skipped: they need at least two judged queries, the evaluation has "
+            f"{base.evaluation.num_queries}"
+        )
+
+    def add_tests(result: SystemResult, baseline: SystemResult) -> None:
+        if not testable:
+            return
+        for metric in metrics:
+            test: PairedTest = paired_t_test(result.evaluation, baseline.evaluation, metric)
+            report.significance.append({"system": result.name, "baseline": baseline.name, **test.__dict__})
+
     for name, scorer in (rerankers or {}).items():
         logger.info("reranking the top %d of %d queries with %s", top_k, len(run), name)
         reranked, rs = rerank_run(dataset, run, scorer, top_k=top_k, show_progress=show_progress)
         result = SystemResult(name, reranked, evaluate_run(reranked, dataset.qrels, metrics), rs, len(run))
         report.systems.append(result)
-        for metric in metrics:
-            test = paired_t_test(result.evaluation, base.evaluation, metric)
-            report.significance.append(
-                {"system": name, "baseline": first_stage_name, **{k: v for k, v in test.__dict__.items()}}
-            )
+        add_tests(result, base)
     by_name = {r.name: r for r in report.systems}
-    for baseline in compare_to:
+    for baseline in dict.fromkeys(compare_to):
+        if baseline == first_stage_name:
+            continue  # every reranker is tested against the first stage already
         for result in report.systems[1:]:
-            if result.name == baseline:
-                continue
-            for metric in metrics:
-                test = paired_t_test(result.evaluation, by_name[baseline].evaluation, metric)
-                report.significance.append({"system": result.name, "baseline": baseline, **test.__dict__})
+            if result.name != baseline:
+                add_tests(result, by_name[baseline])
     return report
 
 
