@@ -29,16 +29,39 @@ def open_text(path: str | Path) -> IO[str]:
     return open(path, encoding="utf-8")
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux: ``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it (and put it back at once)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | Path, *, directory: bool = False) -> None:
+    """Give a file from ``mkstemp`` (always 0600) or a folder from ``mkdtemp`` (0700) the mode a plain
+    ``open``/``mkdir`` would have given it, 0666/0777 minus the umask, so a model or report renamed into
+    place is as readable by a teammate or a serving container as any other file the user writes."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was. The file gets the
+    mode the umask gives new files (not ``mkstemp``'s private 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        honour_umask(tmp_name)
         if "b" in mode:
             with os.fdopen(fd, mode) as fh:
                 yield fh

