@@ -320,3 +320,54 @@ def test_evaluation_dtype_auto_is_bf16_only_where_it_is_fast(monkeypatch: pytest
     assert evaluation_dtype("bfloat16") == "bfloat16"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert evaluation_dtype("auto") == "auto"
+
+
+def _corpus_file(tmp_path: Path, n: int = 12) -> Path:
+    path = tmp_path / "corpus.jsonl"
+    rows = [{"_id": f"d{i}", "title": f"t{i}", "text": f"passage number {i} about topic {i} " * 4} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_exclude_ids_keep_passages_out_of_generation(tmp_path: Path) -> None:
+    from synthrank.pipeline.stages import generation_passages
+
+    corpus = _corpus_file(tmp_path)
+    excluded = tmp_path / "exclude.txt"
+    excluded.write_text("# relevant to evaluation questions\nd0\nd3  # trailing comment\n\nd7\n", encoding="utf-8")
+    config = load_run_config(None, {"corpus": str(corpus), "generate": {"max_passages": None, "exclude_ids": str(excluded)}})
+    picked = {d.id for d in generation_passages(RunContext(config, tmp_path / "out"))}
+    assert picked == {f"d{i}" for i in range(12)} - {"d0", "d3", "d7"}
+    listed = load_run_config(None, {"corpus": str(corpus), "generate": {"max_passages": 5, "exclude_ids": ["d1", "d2"]}})
+    picked = {d.id for d in generation_passages(RunContext(listed, tmp_path / "out"))}
+    assert len(picked) == 5 and not picked & {"d1", "d2"}
+
+
+def test_exclude_ids_errors_name_the_file_line_and_field(tmp_path: Path) -> None:
+    from synthrank.pipeline.stages import generation_passages
+
+    corpus = _corpus_file(tmp_path)
+    excluded = tmp_path / "exclude.txt"
+    excluded.write_text("d1\nnope\n", encoding="utf-8")
+    config = load_run_config(None, {"corpus": str(corpus), "generate": {"exclude_ids": str(excluded)}})
+    with pytest.raises(DataError, match=r"exclude.txt:2, field 'generate.exclude_ids': names unknown document 'nope'"):
+        generation_passages(RunContext(config, tmp_path / "out"))
+    config["generate"]["exclude_ids"] = str(tmp_path / "missing.txt")
+    with pytest.raises(DataError, match="exclude_ids file does not exist"):
+        generation_passages(RunContext(config, tmp_path / "out"))
+
+
+def test_exclusion_file_content_is_part_of_the_generate_fingerprint(tmp_path: Path) -> None:
+    corpus = _corpus_file(tmp_path)
+
+    def fingerprint(config: dict) -> dict:
+        return next(s for s in build_steps(RunContext(config, tmp_path)) if s.name == "generate").config
+
+    plain = load_run_config(None, {"corpus": str(corpus)})
+    assert "exclude_ids" not in fingerprint(plain)["generate"]  # run folders from before the setting keep their marker
+    excluded = tmp_path / "exclude.txt"
+    excluded.write_text("d1\n", encoding="utf-8")
+    config = load_run_config(None, {"corpus": str(corpus), "generate": {"exclude_ids": str(excluded)}})
+    before = fingerprint(config)
+    excluded.write_text("d1\nd2\n", encoding="utf-8")
+    assert fingerprint(config) != before

@@ -131,6 +131,30 @@ def test_listwise_loss_is_kl_to_the_grade_softmax() -> None:
     assert float(listwise_loss(grades, grades)) == pytest.approx(0.0, abs=1e-6)  # matching the teacher costs nothing
 
 
+def test_margin_mse_regresses_student_margins_on_the_judges_log_odds() -> None:
+    from synthrank.train.losses import margin_mse_loss, teacher_logits
+
+    student = torch.tensor([[3.0, 1.0, 2.0]])
+    teacher = torch.tensor([[2.0, 1.0, 0.0]])
+    # margins: student (2, 1), teacher (1, 2): squared errors 1 and 1
+    assert float(margin_mse_loss(student, teacher)) == pytest.approx(1.0, abs=1e-6)
+    assert float(margin_mse_loss(teacher + 5.0, teacher)) == pytest.approx(0.0, abs=1e-6)  # only margins count
+    probs = torch.tensor([[0.9, 0.5, 0.0]])
+    logits = teacher_logits(probs)
+    assert float(logits[0, 0]) == pytest.approx(math.log(9.0), abs=1e-5) and float(logits[0, 1]) == pytest.approx(0.0)
+    assert math.isfinite(float(logits[0, 2]))  # P = 0 is clipped, not -inf
+
+
+def test_margin_mse_keeps_judged_relevant_negatives_as_soft_targets() -> None:
+    group = TrainingGroup("q", "eye lens", Passage("p", "eye lens", probability=0.9),
+                          [Passage("n1", "eye nerve", rank=1, grade=3, probability=0.8),
+                           Passage("n2", "skin", rank=2, grade=0, probability=0.1)])  # fmt: skip
+    lce = GroupSampler([group], TrainConfig(group_size=3, loss="lce"))
+    assert [n.doc_id for n in lce.pools[0]] == ["n2"]  # LCE drops the false negative
+    mse = GroupSampler([group], TrainConfig(group_size=3, loss="margin_mse", negative_sampling="top"))
+    assert mse.sample(0, epoch=0).labels == (0.9, 0.8, 0.1)  # MarginMSE learns the small margin instead
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -279,7 +303,7 @@ def test_training_writes_a_standard_hf_folder(tmp_path: Path, tiny_model: Path) 
     assert again.metrics["train_seconds"] == result.metrics["train_seconds"]
 
 
-@pytest.mark.parametrize("loss", ["lce", "bce", "listwise"])
+@pytest.mark.parametrize("loss", ["lce", "bce", "listwise", "margin_mse"])
 def test_every_loss_lowers_the_training_loss(tmp_path: Path, tiny_model: Path, loss: str) -> None:
     groups = make_groups(n=8)
     cfg = tiny_config(tiny_model, loss=loss, epochs=20, batch_size=8, learning_rate=1e-2, warmup_ratio=0.0,

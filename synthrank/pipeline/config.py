@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
         "stratify_field": None,
         "min_chars": 50,
         "max_chars": None,
+        # passages never given to the LLM: a file of document ids (one per line, '#' comments) or a list of ids,
+        # e.g. every passage relevant to an evaluation question, so no score leans on queries written from test answers
+        "exclude_ids": None,
         "seed": 0,
         "query_types": list(QUERY_TYPES),
         "types_per_passage": 1,

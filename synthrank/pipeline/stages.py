@@ -100,18 +100,10 @@ def _llm_identity(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     from synthrank.llm import LLMClient
-    from synthrank.synthesize import GenerationConfig, PersonaSet, QueryGenerator, build_filters, sample_passages
+    from synthrank.synthesize import GenerationConfig, PersonaSet, QueryGenerator, build_filters
 
     g = run.config["generate"]
-    passages = sample_passages(
-        run.dataset.corpus,
-        g["max_passages"] or None,
-        strategy=g["sampling"],
-        seed=g["seed"],
-        field=g["stratify_field"],
-        min_chars=g["min_chars"],
-        max_chars=g["max_chars"],
-    )
+    passages = generation_passages(run)
     gen_config = GenerationConfig.from_options(g)
     filters = build_filters(
         dedup=g["dedup"],
@@ -138,6 +130,54 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
         )
     return {"passages": report.passages, "queries": report.kept, "generated": report.generated,
             "survival": stats.get("survival", {}), "usage": report.usage}  # fmt: skip
+
+
+def generation_passages(run: RunContext) -> list[Any]:
+    """The passages the LLM writes queries for: the ``generate`` section's seeded sample, exclusions removed."""
+    from synthrank.synthesize import sample_passages
+
+    g = run.config["generate"]
+    excluded = read_excluded_ids(g["exclude_ids"], run.dataset.corpus)
+    return sample_passages(
+        [doc for doc_id, doc in run.dataset.corpus.items() if doc_id not in excluded],
+        g["max_passages"] or None,
+        strategy=g["sampling"],
+        seed=g["seed"],
+        field=g["stratify_field"],
+        min_chars=g["min_chars"],
+        max_chars=g["max_chars"],
+    )
+
+
+def read_excluded_ids(source: str | Path | Sequence[str] | None, corpus: Mapping[str, Any]) -> set[str]:
+    """The ids of ``generate.exclude_ids``: a file (one id per line, ``#`` comments) or a list.
+
+    An id the corpus does not hold is an error naming the file and line: a typo would otherwise leave a
+    passage in generation that the user believes is excluded.
+    """
+    if source is None:
+        return set()
+    entries: list[tuple[str, int | None]] = []
+    where: str | None = None
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise DataError("exclude_ids file does not exist", path=path, field="generate.exclude_ids")
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            doc_id = line.split("#", 1)[0].strip()
+            if doc_id:
+                entries.append((doc_id, lineno))
+    elif isinstance(source, Sequence):
+        entries = [(str(doc_id), None) for doc_id in source]
+    else:
+        raise DataError(f"must be a file path or a list of ids, got {type(source).__name__}", field="generate.exclude_ids")
+    for doc_id, lineno in entries:
+        if doc_id not in corpus:
+            raise DataError(f"names unknown document {doc_id!r}", path=where, line=lineno, field="generate.exclude_ids")
+    excluded = {doc_id for doc_id, _ in entries}
+    logger.info("%d passages excluded from generation (generate.exclude_ids)", len(excluded))
+    return excluded
 
 
 # ---------------------------------------------------------------------------------------------- mine
@@ -524,6 +564,16 @@ def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]
 # ---------------------------------------------------------------------------------------------- plan
 
 
+def _generate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The generate settings, with an exclusion file's content (editing it restarts the step); an unset
+    ``exclude_ids`` is left out, so run folders from before the setting existed are not restarted."""
+    out = {k: v for k, v in section.items() if not (k == "exclude_ids" and v is None)}
+    source = section.get("exclude_ids")
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        out["exclude_ids_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    return out
+
+
 def build_steps(run: RunContext) -> list[Step]:
     """The steps in order, each with the settings that decide its result as its fingerprint."""
     cfg = run.config
@@ -531,7 +581,8 @@ def build_steps(run: RunContext) -> list[Step]:
     mine_cfg = {k: v for k, v in cfg["mine"].items() if k != "elasticsearch"}
     return [
         Step("generate", ["queries.jsonl", "generate_stats.json"], lambda c: run_generate(run, c),
-             {"corpus": corpus, "llm": _llm_identity(cfg), "generate": cfg["generate"]}, scratch=["rejected.jsonl"]),
+             {"corpus": corpus, "llm": _llm_identity(cfg), "generate": _generate_fingerprint(cfg["generate"])},
+             scratch=["rejected.jsonl"]),
         Step("mine", ["candidates.jsonl", "mined_groups.jsonl"], lambda c: run_mine(run, c), {"mine": mine_cfg},
              scratch=["mine_stats.json"]),
         Step("label", ["labels.jsonl", "groups.jsonl"], lambda c: run_label(run, c),

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 from synthrank.errors import DataError
 
-LossName = Literal["lce", "bce", "listwise"]
+LossName = Literal["lce", "bce", "listwise", "margin_mse"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 NegativeSampling = Literal["random", "top"]
 Architecture = Literal["cross-encoder", "bi-encoder"]
 
-LOSSES: tuple[str, ...] = ("lce", "bce", "listwise")
+LOSSES: tuple[str, ...] = ("lce", "bce", "listwise", "margin_mse")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 ARCHITECTURES: tuple[str, ...] = ("cross-encoder", "bi-encoder")
 
@@ -46,7 +46,9 @@ class TrainConfig:
         tokenizer: tokenizer folder/id when it is not beside the weights.
         loss: ``"lce"`` (softmax cross-entropy of the positive over its group: Localized Contrastive
             Estimation), ``"bce"`` (pointwise binary cross-entropy on labels/grades) or ``"listwise"``
-            (KL divergence to a softmax over the LLM grades: distillation).
+            (KL divergence to a softmax over the LLM grades: distillation) or ``"margin_mse"`` (GPL's MarginMSE:
+            the positive-negative score margin regresses on the judge's log-odds margin; passages the judge did
+            not score count as P = 1 (positive) / 0 (negative), so give it groups of judged passages).
         group_size: G, passages scored jointly per query: 1 positive + G-1 negatives.
         negative_sampling: ``"random"`` draws G-1 negatives from the mined pool anew each epoch (seeded);
             ``"top"`` always takes the G-1 best-ranked.

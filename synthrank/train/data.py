@@ -115,7 +115,7 @@ class GroupSampler:
             pool = sorted(g.negatives, key=lambda n: (n.rank if n.rank is not None else 1 << 30))
             if config.negative_pool is not None:
                 pool = pool[: config.negative_pool]
-            if config.loss != "bce" and config.drop_false_negatives:
+            if config.loss not in ("bce", "margin_mse") and config.drop_false_negatives:  # soft targets keep them
                 clean = [n for n in pool if n.grade is None or n.grade < config.relevant_grade]
                 dropped_negatives += len(pool) - len(clean)
                 pool = clean

@@ -10,6 +10,8 @@ the mean over the B groups, so gradient accumulation can weight micro-batches by
   judge's probabilities): the usual baseline.
 - :func:`listwise_loss` -- KL divergence from a softmax over the LLM grades to the model's softmax:
   distillation of the judge's graded preferences.
+- :func:`margin_mse_loss` -- MarginMSE (Hofstätter et al., 2020; GPL's loss): the student's score margin
+  between the positive and each negative regresses on the teacher's margin (here the judge's log-odds).
 """
 
 from __future__ import annotations
@@ -48,3 +50,25 @@ def listwise_loss(logits: torch.Tensor, grades: torch.Tensor, temperature: float
     target = torch.softmax(grades.float() / temperature, dim=1)
     log_probs = torch.log_softmax(logits.float(), dim=1)
     return torch.nn.functional.kl_div(log_probs, target, reduction="batchmean")
+
+
+def teacher_logits(probabilities: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """A judge's P(relevant) as log-odds, the scale margins are taken on (clipped so 0 and 1 stay finite)."""
+    import torch
+
+    return torch.logit(probabilities.float().clamp(eps, 1.0 - eps))
+
+
+def margin_mse_loss(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the student's and the teacher's margins ``s(pos) - s(neg_j)``, over all
+    negatives then groups; ``teacher`` holds the teacher's scores in the same ``[B, G]`` layout.
+
+    Example:
+        >>> margin_mse_loss(torch.tensor([[3.0, 1.0]]), torch.tensor([[2.0, 1.0]]))  # (2 - 1)^2
+        tensor(1.)
+    """
+    import torch
+
+    student = logits.float()[:, :1] - logits.float()[:, 1:]
+    target = teacher.float()[:, :1] - teacher.float()[:, 1:]
+    return torch.nn.functional.mse_loss(student, target, reduction="none").mean(dim=1).mean()

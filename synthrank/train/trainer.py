@@ -560,13 +560,15 @@ class RerankerTrainer:
         forward = forward_bi if cfg.architecture == "bi-encoder" else forward_groups
 
         def batch_loss(batch: list[SampledGroup]) -> Any:
-            from synthrank.train.losses import bce_loss, lce_loss, listwise_loss
+            from synthrank.train.losses import bce_loss, lce_loss, listwise_loss, margin_mse_loss, teacher_logits
 
             logits = forward(batch)
             if cfg.loss == "lce":
                 return lce_loss(logits)
-            if cfg.loss == "bce":
+            if cfg.loss in ("bce", "margin_mse"):
                 labels = torch.tensor([g.labels for g in batch], dtype=torch.float32, device=logits.device)
+                if cfg.loss == "margin_mse":
+                    return margin_mse_loss(logits, teacher_logits(labels))
                 return bce_loss(logits, labels)
             grades = torch.tensor([g.grades for g in batch], dtype=torch.float32, device=logits.device)
             return listwise_loss(logits, grades, cfg.listwise_temperature)

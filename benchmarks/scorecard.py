@@ -1,0 +1,660 @@
+"""The scorecard: synthrank's default recipe against the zero-shot encoder and the peers' recipes, on every corpus.
+
+For each corpus in ``../shared/data`` and each LLM budget (the quickstart's 32 passages and a ~4x larger one),
+one ``synthrank run --until label`` writes the training data from the corpus passages alone (the corpus's
+queries and qrels only evaluate). Every row then trains on that same data, backbone and budget, with 3 seeds,
+and reranks BM25's top-30 for the corpus's real judged queries (MedQuAD: a fixed seeded 300 of
+``test_sample1000``; the others: all). Rows:
+
+* ``bm25``: the first stage; ``zero-shot``: the backbone (all-MiniLM-L6-v2) as a cosine bi-encoder;
+* ``synthrank``: the run's own train step (the default recipe: LLM-labelled groups, LCE, the bi-encoder merged
+  half back with its base), the seed varied;
+* ``inpars``: InPars-style (Bonifacio et al., 2022), rebuilt: the same synthetic queries filtered to the half the
+  LLM scored best (here the judge's P(relevant) of the source passage: InPars v1 ranks by the generator's own
+  log-probability, which a chat endpoint does not return), the source passage as the positive and BM25
+  candidates as negatives, sampled anew each epoch, pointwise binary cross-entropy (monoT5's true/false), one
+  negative per positive, on a cross-encoder of the same backbone;
+* ``gpl``: GPL-style (Wang et al., 2022), rebuilt: the bi-encoder itself tuned with MarginMSE on
+  (query, source passage, judged candidate) triples, the teacher margin being the LLM judge's log-odds margin
+  (GPL's teacher is a cross-encoder; here the judge), no merge with the base;
+* ``st``: sentence-transformers' own recipe: ``util.mine_hard_negatives`` with the backbone as the embedder
+  (5 negatives, ``labeled-pair``) over the same training queries and positives, then ``CrossEncoderTrainer``
+  with its default loss (BinaryCrossEntropyLoss) on ``CrossEncoder(backbone, num_labels=1)``.
+
+MedQuAD is run twice: as is, and as ``medquad-excl`` with every passage relevant to a ``test_sample1000``
+question kept out of generation (``generate.exclude_ids``), so no number leans on queries written from test
+answers.
+
+Every result is written to the JSON as soon as it exists and a rerun skips it; the LLM runs resume as
+``synthrank run`` does. Phases: ``data`` (the LLM runs), ``rows`` (training and evaluation), ``report``
+(markdown table and plot from the JSON). Per-query nDCG@10 is kept for every row and seed; the report averages
+each query over seeds and tests the default recipe against the zero-shot encoder and the best peer with paired
+t-tests.
+
+    .venv/bin/python benchmarks/scorecard.py --phase all   # hours on 2 CPU cores; rerun to resume
+    .venv/bin/python benchmarks/scorecard.py --phase report
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SYNTHRANK_SHARED_DATA") or REPO.parent / "shared" / "data")
+RESULTS = REPO / "benchmarks" / "results"
+
+logger = logging.getLogger("scorecard")
+
+ROWS = ("synthrank", "inpars", "gpl", "st")
+PEERS = ("inpars", "gpl", "st")
+ROW_LABELS = {
+    "bm25": "BM25",
+    "zero-shot": "zero-shot MiniLM",
+    "synthrank": "synthrank (default recipe)",
+    "inpars": "InPars-style",
+    "gpl": "GPL-style",
+    "st": "sentence-transformers recipe",
+}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One scorecard corpus: where its passages are, which judged split evaluates, how many queries of it."""
+
+    name: str
+    folder: str
+    split: str
+    eval_queries: int | None = None
+    exclude_eval_relevant: bool = False
+
+    def path(self) -> Path:
+        return SHARED / self.folder
+
+
+CORPORA: dict[str, Corpus] = {
+    "medquad": Corpus("medquad", "medquad", "test_sample1000", 300),
+    "medquad-excl": Corpus("medquad-excl", "medquad", "test_sample1000", 300, exclude_eval_relevant=True),
+    "beir-scifact": Corpus("beir-scifact", "beir-scifact", "test"),
+    "agentset-msmarco-subset": Corpus("agentset-msmarco-subset", "agentset-msmarco-subset", "test"),
+    "vaswani": Corpus("vaswani", "vaswani", "test"),
+}
+BUDGETS: dict[str, int] = {"default": 32, "large": 128}  # passages the LLM writes queries for
+
+
+# ---------------------------------------------------------------------------------------------- results file
+
+
+class Scorecard:
+    """The results JSON, rewritten (atomically) after every cell so a killed run keeps what it measured."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.data.setdefault("runs", {})
+        self.data.setdefault("cells", {})
+        self.data["meta"] = {**self.data.get("meta", {}), **meta}
+
+    def has(self, key: str) -> bool:
+        return key in self.data["cells"]
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.data["cells"][key] = value
+        self.save()
+
+    def put_run(self, key: str, value: dict[str, Any]) -> None:
+        self.data["runs"][key] = value
+        self.save()
+
+    def save(self) -> None:
+        from synthrank.data import write_json
+
+        write_json(self.path, self.data)
+
+
+def cell_key(corpus: str, budget: str | None, row: str, seed: int | None = None) -> str:
+    parts = [corpus, budget or "-", row] + ([f"seed{seed}"] if seed is not None else [])
+    return "/".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- data phase
+
+
+def eval_dataset(corpus: Corpus) -> Any:
+    from synthrank.data import load_dataset
+    from synthrank.pipeline import subsample_queries
+
+    dataset = load_dataset(corpus.path(), split=corpus.split)
+    return subsample_queries(dataset, corpus.eval_queries, seed=0)
+
+
+def write_exclusions(corpus: Corpus, path: Path) -> Path:
+    """Every passage relevant to any judged question of the split (all of it, not only the evaluated sample)."""
+    from synthrank.data import load_dataset
+
+    dataset = load_dataset(corpus.path(), split=corpus.split)
+    ids = sorted({d for rels in dataset.qrels.values() for d, grade in rels.items() if grade > 0})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"# passages relevant to a {corpus.folder} {corpus.split} question: kept out of generation\n"
+    path.write_text(text + "".join(f"{d}\n" for d in ids), encoding="utf-8")
+    return path
+
+
+def run_dir(work: Path, corpus: str, budget: str) -> Path:
+    return work / f"{corpus}-{budget}"
+
+
+def run_config(corpus: Corpus, passages: int, work: Path, base: dict[str, Any]) -> dict[str, Any]:
+    """The run's config: the defaults, the scorecard's own overrides (``--run-config``), corpus and budget."""
+    import copy
+
+    config = copy.deepcopy(base)
+    config["corpus"] = str(corpus.path())
+    config.setdefault("generate", {})["max_passages"] = passages
+    if corpus.exclude_eval_relevant:
+        config["generate"]["exclude_ids"] = str(write_exclusions(corpus, work / f"{corpus.name}-exclude.txt"))
+    return config
+
+
+def llm_usage(folder: Path) -> dict[str, Any]:
+    """LLM calls and wall time of the run's generate and label steps, read from their step markers.
+
+    ``llm_seconds_per_call`` is measured on the calls actually made (cache hits cost nothing here but were
+    paid by an earlier run), so ``llm_minutes`` = calls x seconds per call is the budget's cost uncached.
+    """
+    steps: dict[str, Any] = {}
+    for name in ("generate", "label"):
+        marker = folder / ".steps" / f"{name}.json"
+        if not marker.exists():
+            continue
+        summary = json.loads(marker.read_text()).get("summary") or {}
+        usage = summary.get("usage") or {}
+        steps[name] = {k: usage.get(k) for k in ("calls", "cache_hits", "wall_seconds", "prompt_tokens",
+                                                  "completion_tokens")}  # fmt: skip
+    calls = sum(int(s.get("calls") or 0) for s in steps.values())
+    hits = sum(int(s.get("cache_hits") or 0) for s in steps.values())
+    wall = sum(float(s.get("wall_seconds") or 0.0) for s in steps.values())
+    per_call = wall / calls if calls else None
+    total = calls + hits
+    return {"steps": steps, "calls": total, "uncached_calls": calls, "llm_seconds_per_call": per_call,
+            "llm_minutes": per_call * total / 60 if per_call else None}  # fmt: skip
+
+
+def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any], card: Scorecard,
+             synthrank_cmd: Sequence[str]) -> bool:  # fmt: skip
+    """``synthrank run --until label`` for one corpus and budget (resumes); False when it failed."""
+    import yaml
+
+    folder = run_dir(work, corpus.name, budget)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = run_config(corpus, BUDGETS[budget], work, base_config)
+    config_path = folder.parent / f"{folder.name}.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    cmd = [*synthrank_cmd, "run", "--config", str(config_path), "--output-dir", str(folder), "--until", "label",
+           "--no-progress"]  # fmt: skip
+    logger.info("%s/%s: %s", corpus.name, budget, " ".join(cmd))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        logger.error("%s/%s: synthrank run failed (exit %d); rerun to resume", corpus.name, budget, proc.returncode)
+        return False
+    counts = {name: _count_lines(folder / name) for name in ("queries.jsonl", "groups.jsonl")}
+    card.put_run(f"{corpus.name}/{budget}", {
+        "command": " ".join(cmd), "config": config, "passages": BUDGETS[budget], **counts,
+        "usage": llm_usage(folder), "seconds_this_invocation": round(time.perf_counter() - t0, 1),
+    })  # fmt: skip
+    return True
+
+
+def _count_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.exists() else 0
+
+
+# ---------------------------------------------------------------------------------------------- training rows
+
+
+def training_split(folder: Path) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """The run's own train/dev split of its labelled groups, and its train section (the default recipe)."""
+    from synthrank.data import read_groups
+    from synthrank.pipeline import split_dev
+
+    section = json.loads((folder / "run_config.json").read_text())["train"]
+    groups = read_groups(folder / "groups.jsonl")
+    train, dev = split_dev(groups, float(section["dev_fraction"]), int(section["seed"]))
+    return train, dev, section
+
+
+def read_labels(folder: Path) -> dict[str, dict[str, float]]:
+    """query id -> document id -> the judge's P(relevant) (every pair it judged)."""
+    out: dict[str, dict[str, float]] = {}
+    path = folder / "labels.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        if rec.get("probability") is not None:
+            out.setdefault(str(rec["query_id"]), {})[str(rec["doc_id"])] = float(rec["probability"])
+    return out
+
+
+def inpars_groups(folder: Path, train_qids: set[str]) -> list[Any]:
+    """InPars: the source passage positive, BM25 negatives, queries kept by the LLM's score (the top half)."""
+    from synthrank.data import read_groups
+
+    labels = read_labels(folder)
+    mined = [g for g in read_groups(folder / "mined_groups.jsonl") if g.query_id in train_qids or not train_qids]
+    score = {g.query_id: labels.get(g.query_id, {}).get(g.positive.doc_id, 0.0) for g in mined}
+    ranked = sorted(mined, key=lambda g: (-score[g.query_id], g.query_id))
+    return ranked[: max(1, math.ceil(len(ranked) / 2))]
+
+
+def gpl_groups(folder: Path, train_qids: set[str]) -> list[Any]:
+    """GPL: (query, source passage, judged candidate) with the judge's probabilities as the teacher's scores."""
+    from synthrank.data import Passage, read_groups
+
+    labels = read_labels(folder)
+    out = []
+    for g in read_groups(folder / "mined_groups.jsonl"):
+        judged = labels.get(g.query_id, {})
+        if (train_qids and g.query_id not in train_qids) or g.positive.doc_id not in judged:
+            continue
+        negatives = [replace(n, probability=judged[n.doc_id]) for n in g.negatives if n.doc_id in judged]
+        if negatives:
+            positive: Passage = replace(g.positive, probability=judged[g.positive.doc_id])
+            out.append(replace(g, positive=positive, negatives=negatives))
+    return out
+
+
+def train_ours(groups: Sequence[Any], out: Path, section: dict[str, Any], seed: int, dev: Any, **changes: Any) -> Path:
+    from synthrank.pipeline import train_config_from_section
+    from synthrank.train import train_reranker
+
+    config = replace(train_config_from_section(section), seed=seed, save_every=0, **changes)
+    result = train_reranker(list(groups), out, config, dev=dev, show_progress=False)
+    return Path(result.model_dir)
+
+
+def train_st(groups: Sequence[Any], corpus_texts: list[str], out: Path, section: dict[str, Any], seed: int) -> Path:
+    """sentence-transformers' recipe, as its docs train a reranker: mine with the embedder, BCE cross-encoder."""
+    import datasets
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.util import mine_hard_negatives
+
+    from synthrank.models import resolve_encoder
+
+    model_dir = out / "model"
+    if (model_dir / "config.json").exists():
+        return model_dir
+    backbone = str(resolve_encoder(section.get("model") or "minilm"))
+    pairs_file = out.parent / "st_pairs.jsonl"  # mined once per run (deterministic), shared by the seeds
+    if not pairs_file.exists():
+        embedder = SentenceTransformer(backbone, device="cpu")
+        pairs = datasets.Dataset.from_dict({"query": [g.query for g in groups],
+                                            "answer": [g.positive.text for g in groups]})  # fmt: skip
+        mined = mine_hard_negatives(pairs, embedder, corpus=corpus_texts, num_negatives=5,
+                                    output_format="labeled-pair", use_faiss=False, verbose=False)  # fmt: skip
+        pairs_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pairs_file.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in mined.to_list()), encoding="utf-8")
+        tmp.replace(pairs_file)
+        del embedder
+    rows = [json.loads(line) for line in pairs_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = datasets.Dataset.from_list(rows)
+    model = CrossEncoder(backbone, num_labels=1, max_length=int(section.get("max_length") or 256), device="cpu")
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(out / "trainer"), num_train_epochs=int(section.get("epochs") or 3),
+        per_device_train_batch_size=16, learning_rate=2e-5, warmup_ratio=0.1, seed=seed, save_strategy="no",
+        report_to="none", logging_steps=50, disable_tqdm=True, use_cpu=True,
+    )  # fmt: skip
+    CrossEncoderTrainer(model=model, args=args, train_dataset=train).train()  # loss=None: its default (BCE)
+    model.save_pretrained(str(model_dir))
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    return model_dir
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+class Evaluator:
+    """One corpus's evaluation: BM25 indexed once, the same queries and depth for every row."""
+
+    def __init__(self, corpus: Corpus, top_k: int, dtype: str) -> None:
+        from synthrank.retrieve import InMemoryBM25
+
+        self.dataset = eval_dataset(corpus)
+        self.top_k = top_k
+        self.dtype = dtype
+        self.bm25 = InMemoryBM25()
+        self.bm25.index(list(self.dataset.corpus.values()))
+
+    def run(self, name: str, scorer: Any | None) -> dict[str, Any]:
+        from synthrank.evaluate import evaluate_systems
+
+        metrics = ("nDCG@10", "MRR@10", f"Recall@{self.top_k}")
+        t0 = time.perf_counter()
+        report = evaluate_systems(self.dataset, self.bm25, {name: scorer} if scorer is not None else {},
+                                  split="test", top_k=self.top_k, metrics=metrics)  # fmt: skip
+        system = report.systems[-1]
+        return {"metrics": system.evaluation.aggregate, "per_query": system.evaluation.per_query["nDCG@10"],
+                "queries": system.evaluation.num_queries,
+                "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+
+    def scorer(self, model_dir: Path | str) -> Any:
+        from synthrank.rerank import load_scorer
+
+        return load_scorer(model_dir, batch_size=64, dtype=self.dtype)
+
+
+def evaluation_dtype() -> str:
+    from synthrank.pipeline.stages import evaluation_dtype as pick
+
+    return pick("auto")
+
+
+# ---------------------------------------------------------------------------------------------- rows phase
+
+
+def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, rows: Sequence[str], seeds: Sequence[int],
+             evaluator_for: Callable[[Corpus], Evaluator]) -> None:  # fmt: skip
+    folder = run_dir(work, corpus.name, budget)
+    if not (folder / ".steps" / "label.json").exists():
+        logger.warning("%s/%s: no training data yet (run the data phase); rows skipped", corpus.name, budget)
+        return
+    evaluator = None
+    for base_row in ("bm25", "zero-shot"):
+        key = cell_key(corpus.name, None, base_row)
+        if not card.has(key):
+            evaluator = evaluator or evaluator_for(corpus)
+            scorer = None if base_row == "bm25" else _zero_shot(evaluator)
+            card.put(key, evaluator.run(base_row, scorer))
+            logger.info("%s: %s nDCG@10 %.4f", key, base_row, card.data["cells"][key]["metrics"]["nDCG@10"])
+    train, dev, section = training_split(folder)
+    train_qids = {g.query_id for g in train}
+    for row in rows:
+        for seed in seeds:
+            key = cell_key(corpus.name, budget, row, seed)
+            if card.has(key):
+                continue
+            evaluator = evaluator or evaluator_for(corpus)
+            out = folder / "scorecard" / f"{row}-seed{seed}"
+            t0 = time.perf_counter()
+            model_dir, info = train_row(row, folder, train, dev, train_qids, section, seed, out, evaluator)
+            train_seconds = time.perf_counter() - t0
+            result = evaluator.run(row, evaluator.scorer(model_dir))
+            result.update(info, train_seconds=round(train_seconds, 1))
+            card.put(key, result)
+            logger.info("%s nDCG@10 %.4f (trained %.0f s)", key, result["metrics"]["nDCG@10"], train_seconds)
+            shutil.rmtree(out, ignore_errors=True)  # the numbers are kept; the weights are reproducible
+            gc.collect()
+
+
+def _zero_shot(evaluator: Evaluator) -> Any:
+    from synthrank.rerank import BiEncoderScorer
+
+    return BiEncoderScorer("minilm", batch_size=64, dtype=evaluator.dtype)
+
+
+def train_row(row: str, folder: Path, train: list[Any], dev: list[Any], train_qids: set[str],
+              section: dict[str, Any], seed: int, out: Path, evaluator: Evaluator) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    from synthrank.train import DevSet
+
+    dev_set = DevSet.from_groups(dev) if dev else None
+    if row == "synthrank":
+        return train_ours(train, out, section, seed, dev_set), {"groups": len(train)}
+    if row == "inpars":
+        groups = inpars_groups(folder, train_qids)
+        changes = {"architecture": "cross-encoder", "loss": "bce", "group_size": 2, "merge_with_base": 0.0,
+                   "learning_rate": 7e-5, "drop_false_negatives": False}  # fmt: skip
+        return train_ours(groups, out, section, seed, None, **changes), {"groups": len(groups)}
+    if row == "gpl":
+        groups = gpl_groups(folder, train_qids)
+        changes = {"architecture": "bi-encoder", "loss": "margin_mse", "group_size": 2, "merge_with_base": 0.0,
+                   "learning_rate": 2e-5}  # fmt: skip
+        return train_ours(groups, out, section, seed, None, **changes), {"groups": len(groups)}
+    if row == "st":
+        from synthrank.pipeline.stages import load_corpus
+
+        texts = [d.full_text("\n") for d in load_corpus(json.loads((folder / "run_config.json").read_text())["corpus"]).corpus.values()]
+        return train_st(train, texts, out, section, seed), {"groups": len(train)}
+    raise ValueError(f"unknown row {row!r}; known: {', '.join(ROWS)}")
+
+
+# ---------------------------------------------------------------------------------------------- report phase
+
+
+def seed_mean(card: Scorecard, corpus: str, budget: str, row: str, seeds: Sequence[int]) -> dict[str, Any] | None:
+    """Mean ± std over seeds of nDCG@10, and each query's seed-averaged value (None until every seed is in)."""
+    cells = [card.data["cells"].get(cell_key(corpus, budget, row, s)) for s in seeds]
+    if any(c is None for c in cells):
+        return None
+    means = [c["metrics"]["nDCG@10"] for c in cells]  # type: ignore[index]
+    qids = set.intersection(*(set(c["per_query"]) for c in cells))  # type: ignore[index]
+    per_query = {q: statistics.fmean(c["per_query"][q] for c in cells) for q in qids}  # type: ignore[index]
+    return {"mean": statistics.fmean(means), "std": statistics.stdev(means) if len(means) > 1 else 0.0,
+            "per_seed": means, "per_query": per_query}  # fmt: skip
+
+
+def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float] | None:
+    from synthrank.evaluate import paired_t_test_per_query
+
+    if len(set(a) & set(b)) < 2:
+        return None
+    test = paired_t_test_per_query(a, b, "nDCG@10")
+    return {"delta": test.delta, "p_value": test.p_value, "queries": test.num_queries}
+
+
+def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], rows: Sequence[str],
+              seeds: Sequence[int]) -> dict[str, Any]:  # fmt: skip
+    """Per corpus and budget: every row's seed mean ± std, gain over zero-shot with its paired test, and the
+    default recipe against the best peer; then the mean gain across corpora (MedQuAD in its exclusion form)."""
+    out: dict[str, Any] = {}
+    for budget in budgets:
+        table: dict[str, Any] = {}
+        for corpus in corpora:
+            zero = card.data["cells"].get(cell_key(corpus, None, "zero-shot"))
+            bm25 = card.data["cells"].get(cell_key(corpus, None, "bm25"))
+            if zero is None:
+                continue
+            entry: dict[str, Any] = {"bm25": bm25["metrics"]["nDCG@10"] if bm25 else None,
+                                     "zero-shot": zero["metrics"]["nDCG@10"], "rows": {}}  # fmt: skip
+            for row in rows:
+                m = seed_mean(card, corpus, budget, row, seeds)
+                if m is None:
+                    continue
+                gains = [v - zero["metrics"]["nDCG@10"] for v in m["per_seed"]]
+                entry["rows"][row] = {"mean": m["mean"], "std": m["std"], "gain": statistics.fmean(gains),
+                                      "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
+                                      "vs_zero_shot": paired(m["per_query"], zero["per_query"])}  # fmt: skip
+                entry["rows"][row]["_per_query"] = m["per_query"]
+            peers = [r for r in PEERS if r in entry["rows"]]
+            if "synthrank" in entry["rows"] and peers:
+                best = max(peers, key=lambda r: entry["rows"][r]["mean"])
+                entry["best_peer"] = best
+                entry["vs_best_peer"] = paired(entry["rows"]["synthrank"]["_per_query"], entry["rows"][best]["_per_query"])
+            for r in entry["rows"].values():
+                r.pop("_per_query")
+            run = card.data["runs"].get(f"{corpus}/{budget}")
+            if run:
+                entry["llm"] = {k: run["usage"].get(k) for k in ("calls", "llm_minutes")}
+                entry["training_groups"] = run.get("groups.jsonl")
+            table[corpus] = entry
+        counted = [c for c in table if c != "medquad"]  # MedQuAD counts in its exclusion form
+        gains = [table[c]["rows"]["synthrank"]["gain"] for c in counted if "synthrank" in table[c]["rows"]]
+        out[budget] = {"corpora": table,
+                       "mean_gain_synthrank": statistics.fmean(gains) if gains else None,
+                       "mean_gain_over": [c for c in counted if "synthrank" in table[c]["rows"]]}  # fmt: skip
+    return out
+
+
+def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = ["# synthrank scorecard", "",
+             f"nDCG@10 of BM25 top-{meta['top_k']} reranked; mean ± std over seeds {meta['seeds']}; gain = over the "
+             "zero-shot MiniLM, p = paired t-test of the seed-averaged per-query nDCG@10. "
+             f"Machine: {meta['machine']}. Command: `{meta['command']}`.", ""]  # fmt: skip
+    for budget, block in summary.items():
+        lines += [f"## Budget `{budget}` ({BUDGETS.get(budget, '?')} passages)", ""]
+        corpora = list(block["corpora"])
+        lines.append("| row | " + " | ".join(corpora) + " |")
+        lines.append("|---|" + "---:|" * len(corpora))
+        for row in ("bm25", "zero-shot", *ROWS):
+            cells = []
+            for c in corpora:
+                e = block["corpora"][c]
+                if row in ("bm25", "zero-shot"):
+                    cells.append(f"{e[row]:.4f}" if e.get(row) is not None else "–")
+                elif row in e["rows"]:
+                    r = e["rows"][row]
+                    test = r["vs_zero_shot"]
+                    p = f", p {test['p_value']:.2g}" if test else ""
+                    cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} ({r['gain']:+.4f}{p})")
+                else:
+                    cells.append("not run")
+            lines.append(f"| {ROW_LABELS[row]} | " + " | ".join(cells) + " |")
+        extra = []
+        for c in corpora:
+            e = block["corpora"][c]
+            if e.get("vs_best_peer"):
+                t = e["vs_best_peer"]
+                extra.append(f"{c}: synthrank vs {ROW_LABELS[e['best_peer']]} {t['delta']:+.4f} (p {t['p_value']:.2g})")
+            if e.get("llm"):
+                llm = e["llm"]
+                minutes = f"{llm['llm_minutes']:.1f} LLM-min" if llm.get("llm_minutes") else "LLM time unknown"
+                extra.append(f"{c}: {llm['calls']} LLM calls, {minutes}, {e.get('training_groups')} groups")
+        mean = block["mean_gain_synthrank"]
+        lines += ["", *[f"- {x}" for x in extra],
+                  f"- mean gain of the default recipe over {', '.join(block['mean_gain_over']) or 'no corpus yet'}: "
+                  + (f"{mean:+.4f}" if mean is not None else "–"), ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = [b for b in summary if summary[b]["corpora"]]
+    if not budgets:
+        return
+    fig, axes = plt.subplots(1, len(budgets), figsize=(6 * len(budgets), 4), squeeze=False)
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        corpora = list(summary[budget]["corpora"])
+        width = 0.8 / len(ROWS)
+        for i, row in enumerate(ROWS):
+            xs, ys, es = [], [], []
+            for j, c in enumerate(corpora):
+                r = summary[budget]["corpora"][c]["rows"].get(row)
+                if r:
+                    xs.append(j + (i - (len(ROWS) - 1) / 2) * width)
+                    ys.append(r["gain"])
+                    es.append(r["gain_std"])
+            if xs:
+                ax.bar(xs, ys, width, yerr=es, capsize=3, label=ROW_LABELS[row])
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(corpora)), corpora, rotation=20, fontsize=8)
+        ax.set_title(f"budget {budget}: nDCG@10 gain over zero-shot MiniLM")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase", choices=["data", "rows", "report", "all"], default="all")
+    parser.add_argument("--corpora", default=",".join(CORPORA), help=f"comma-separated, of: {', '.join(CORPORA)}")
+    parser.add_argument("--budgets", default="default,large", help="comma-separated, of: default (32), large (128)")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--seeds", default="42,43,44")
+    parser.add_argument("--top-k", type=int, default=30)
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "scorecard")
+    parser.add_argument("--output", type=Path, default=RESULTS / "scorecard.json")
+    parser.add_argument("--run-config", type=Path, default=None,
+                        help="YAML overrides for every run (e.g. llm.model, generate settings) on top of the defaults")
+    parser.add_argument("--passages", default=None,
+                        help="override the budgets' passage counts, e.g. default=4 (the integration smoke test)")
+    parser.add_argument("--eval-queries", type=int, default=None, help="cap every corpus's evaluated queries")
+    parser.add_argument("--dtype", default=None, help="scoring dtype (default: bf16 where fast, else fp32)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.path.insert(0, str(REPO))
+    import yaml
+
+    corpora = [c for c in args.corpora.split(",") if c]
+    budgets = [b for b in args.budgets.split(",") if b]
+    rows = [r for r in args.rows.split(",") if r]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    for name, known in ((corpora, CORPORA), (budgets, BUDGETS), (rows, ROWS)):
+        unknown = [n for n in name if n not in known]
+        if unknown:
+            parser.error(f"unknown {unknown}; known: {', '.join(known)}")
+    if args.passages:
+        for item in args.passages.split(","):
+            key, _, value = item.partition("=")
+            BUDGETS[key] = int(value)
+    if args.eval_queries:
+        for name in list(CORPORA):
+            CORPORA[name] = replace(CORPORA[name], eval_queries=args.eval_queries)
+    base = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
+    command = "benchmarks/scorecard.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    card = Scorecard(args.output, {"top_k": args.top_k, "seeds": seeds, "budgets": dict(BUDGETS),
+                                   "machine": machine(), "command": command.strip()})  # fmt: skip
+    missing = [c for c in corpora if not CORPORA[c].path().exists()]
+    if missing:
+        logger.warning("skipping corpora absent from %s: %s", SHARED, ", ".join(missing))
+        corpora = [c for c in corpora if c not in missing]
+    synthrank_cmd = [sys.executable, "-m", "synthrank_cli"]
+    failed = False
+    if args.phase in ("data", "all"):
+        for budget in budgets:  # every corpus's default budget before any large one
+            for name in corpora:
+                failed |= not run_data(CORPORA[name], budget, args.work_dir, base, card, synthrank_cmd)
+    if args.phase in ("rows", "all"):
+        dtype = args.dtype or evaluation_dtype()
+        cache: dict[str, Evaluator] = {}
+
+        def evaluator_for(corpus: Corpus) -> Evaluator:
+            if corpus.name not in cache:
+                cache.clear()  # one corpus's index in memory at a time
+                cache[corpus.name] = Evaluator(corpus, args.top_k, dtype)
+            return cache[corpus.name]
+
+        for budget in budgets:
+            for row in rows:  # one row on every corpus before the next row: the default recipe's scores come first
+                for name in corpora:
+                    run_rows(CORPORA[name], budget, args.work_dir, card, [row], seeds, evaluator_for)
+    summary = summarize(card, corpora, budgets, rows, seeds)
+    card.data["summary"] = summary
+    card.save()
+    args.output.with_suffix(".md").write_text(markdown(summary, card.data["meta"]), encoding="utf-8")
+    plot(summary, args.output.with_suffix(".png"))
+    logger.info("wrote %s, .md and .png", args.output)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""The scorecard benchmark end to end at toy size, so the script cannot rot between full runs.
+
+A Vaswani slice (its first judged queries' relevant abstracts plus distractors) stands in for the shared
+folder; SmolLM2-135M writes and judges (plumbing, not quality); every row of the scorecard trains with two
+seeds and is evaluated; the JSON, markdown and plot come out; a rerun trains nothing again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from integration.conftest import REPO_ROOT, shared_dataset
+from integration.llm_fixtures import llama_server  # noqa: F401  (fixture)
+from synthrank.llm.local import LocalLlamaServer
+
+pytestmark = [pytest.mark.llm_server, pytest.mark.slow]
+
+
+def _vaswani_slice(root: Path, n_queries: int = 8, n_other: int = 120) -> Path:
+    src = shared_dataset("vaswani")
+    qrels: dict[str, set[str]] = {}
+    for line in (src / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, did, score = line.split("\t")
+        if int(score) > 0:
+            qrels.setdefault(qid, set()).add(did)
+    chosen = sorted(qrels)[:n_queries]
+    wanted = set().union(*(qrels[q] for q in chosen))
+    with gzip.open(src / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
+        docs = [json.loads(line) for line in fh]
+    keep = [d for d in docs if d["_id"] in wanted]
+    keep += random.Random(0).sample([d for d in docs if d["_id"] not in wanted], n_other)
+    queries = [q for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines()) if q["_id"] in chosen]
+    folder = root / "vaswani"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in keep))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q in chosen for d in sorted(qrels[q]))
+    )
+    return root
+
+
+def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None:  # noqa: F811
+    shared = _vaswani_slice(tmp_path / "shared")
+    run_config = tmp_path / "smoke.yaml"
+    run_config.write_text(yaml.safe_dump({
+        "llm": {"model": llama_server.alias, "base_url": llama_server.base_url, "cache": str(tmp_path / "cache.sqlite")},
+        # SmolLM2's queries are poor: the quality filters are off (they are tested on their own)
+        "generate": {"query_types": ["keyword", "natural"], "json_mode": True, "max_tokens": 96, "roundtrip_k": 0,
+                     "max_copy_ratio": 0, "min_words": 1, "max_words": 0},
+        "label": {"yes_threshold": 0.2},
+        "train": {"epochs": 1, "batch_size": 2, "group_size": 4, "max_length": 96, "dev_fraction": 0.3},
+    }))  # fmt: skip
+    output = tmp_path / "results" / "scorecard.json"
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "scorecard.py"), "--corpora", "vaswani", "--budgets",
+           "default", "--passages", "default=6", "--seeds", "1,2", "--run-config", str(run_config),
+           "--work-dir", str(tmp_path / "work"), "--output", str(output), "--dtype", "float32"]  # fmt: skip
+    env = {**os.environ, "SYNTHRANK_SHARED_DATA": str(shared)}
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert first.returncode == 0, first.stderr[-4000:]
+    card = json.loads(output.read_text())
+    cells = card["cells"]
+    assert {"vaswani/-/bm25", "vaswani/-/zero-shot"} <= set(cells)
+    for row in ("synthrank", "inpars", "gpl", "st"):
+        for seed in (1, 2):
+            cell = cells[f"vaswani/default/{row}/seed{seed}"]
+            assert cell["queries"] == 8 and len(cell["per_query"]) == 8, row
+            assert 0.0 <= cell["metrics"]["nDCG@10"] <= 1.0 and cell["groups"] >= 1, row
+    run = card["runs"]["vaswani/default"]
+    assert run["usage"]["calls"] > 0 and run["usage"]["llm_minutes"] > 0
+    block = card["summary"]["default"]["corpora"]["vaswani"]
+    assert set(block["rows"]) == {"synthrank", "inpars", "gpl", "st"}
+    assert block["rows"]["synthrank"]["vs_zero_shot"]["queries"] == 8 and block["best_peer"] in ("inpars", "gpl", "st")
+    markdown = output.with_suffix(".md").read_text()
+    assert "| synthrank (default recipe) |" in markdown and "sentence-transformers recipe" in markdown
+    assert output.with_suffix(".png").stat().st_size > 0
+    # resumable: a rerun finds every cell and trains nothing
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "trained" not in again.stderr and json.loads(output.read_text())["cells"] == cells
