@@ -1,7 +1,10 @@
 """synthrank for Haystack 3.x: the synthrank ranker, the synthetic-data stages and the trainer as components.
 
 Importing this package registers it as trusted for pipeline deserialisation, so
-``Pipeline.loads(yaml)`` accepts its components.
+``Pipeline.loads(yaml)`` accepts its components. Without the import, Haystack refuses the module
+before importing it (its guard against YAML that imports arbitrary code, so a component path alone
+cannot register it): pass ``Pipeline.loads(yaml, allowed_modules=["haystack_synthrank"])`` or set
+``HAYSTACK_DESERIALIZATION_ALLOWLIST=haystack_synthrank``.
 
 Example:
     >>> from haystack import Pipeline

@@ -31,6 +31,29 @@ def document_text(doc: Document, meta_fields_to_embed: list[str], separator: str
     return separator.join(parts)
 
 
+def scale_scores(scores: np.ndarray, score_scale: str, calibration_factor: float | None) -> np.ndarray:
+    """Map a model's raw scores to 0..1 the way Haystack's own components do for that kind of score.
+
+    - ``calibration_factor`` given: ``sigmoid(calibration_factor * score)`` for any model (the
+      ``calibration_factor`` of Haystack's ``TransformersSimilarityRanker``);
+    - a cross-encoder's logit, an LLM reranker's log-odds, a fused z-score sum (``"logit"``):
+      ``sigmoid(score)``, as Haystack's ``SentenceTransformersSimilarityRanker`` does with ``scale_score``;
+    - a bi-encoder's cosine (``"cosine"``, in [-1, 1]): ``(cosine + 1) / 2``, as Haystack's embedding
+      retrievers scale cosine scores: a sigmoid would squeeze every cosine into 0.27-0.73 (in practice
+      0.55-0.67), so no threshold would mean anything; ``0.75`` now keeps cosine >= 0.5;
+    - a dot product (``"dot_product"``): ``sigmoid(score / 100)``, as Haystack's embedding retrievers do.
+    """
+    from scipy.special import expit
+
+    if calibration_factor is not None:
+        return np.asarray(expit(calibration_factor * scores), dtype=np.float64)
+    if score_scale == "cosine":
+        return (scores + 1.0) / 2.0
+    if score_scale == "dot_product":
+        return np.asarray(expit(scores / 100.0), dtype=np.float64)
+    return np.asarray(expit(scores), dtype=np.float64)
+
+
 def load_scorer_for(
     model: str,
     *,
@@ -61,9 +84,17 @@ def load_scorer_for(
 class SynthRankRanker:
     """Reranks documents by their relevance to a query with a synthrank model (LCE cross-encoder or LLM reranker).
 
-    The model is loaded in :meth:`warm_up` (run by the pipeline, or on the first :meth:`run`);
-    input documents are never modified: ranked copies carry the new ``score``. Duplicate
-    documents (same id) are reduced to one, as Haystack's rankers do.
+    The model is loaded in :meth:`warm_up` (run by the pipeline at start-up, or on the first :meth:`run`),
+    so a wrong model path fails there, not at the first query; input documents are never modified:
+    ranked copies carry the new ``score``. Duplicate documents (same id) are reduced to one, as
+    Haystack's rankers do.
+
+    Scores: with ``scale_score=True`` (the default) they lie in 0..1 on the scale Haystack's own
+    components use for that kind of model: ``sigmoid(logit)`` for a cross-encoder or LLM reranker (as
+    ``SentenceTransformersSimilarityRanker``), ``(cosine + 1) / 2`` for a bi-encoder (as Haystack's
+    embedding retrievers scale cosine), or ``sigmoid(calibration_factor * raw)`` when ``calibration_factor``
+    is set; ``score_threshold`` applies to that scale. With ``scale_score=False`` they are the raw
+    logits / cosines.
 
     Usage example:
 
@@ -91,6 +122,7 @@ class SynthRankRanker:
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
         scale_score: bool = True,
+        calibration_factor: float | None = None,
         score_threshold: float | None = None,
         batch_size: int = 16,
         max_length: int | None = None,
@@ -108,9 +140,13 @@ class SynthRankRanker:
         :param document_prefix: text put before each document's text.
         :param meta_fields_to_embed: meta fields put before the content, e.g. ``["title"]``.
         :param embedding_separator: joins the embedded meta fields and the content.
-        :param scale_score: map raw logits to 0..1 with a sigmoid.
+        :param scale_score: map raw scores to 0..1: ``sigmoid`` of a logit, ``(cosine + 1) / 2`` of a
+            bi-encoder's cosine (see the class docstring).
+        :param calibration_factor: when set (and ``scale_score``), scores are ``sigmoid(calibration_factor * raw)``
+            whatever the model, as with Haystack's ``TransformersSimilarityRanker`` (e.g. ``10`` spreads
+            cosines over 0..1 around cosine 0).
         :param score_threshold: drop documents scoring below it (after scaling).
-        :param batch_size: pairs per forward pass.
+        :param batch_size: pairs per forward pass (16, the default of Haystack's own rankers).
         :param max_length: token limit of a (query, document) pair; ``None`` keeps the model's default.
         :param kind: ``"auto"`` (detected from the model directory: an LCE cross-encoder, a LoRA/merged LLM
             reranker from ``synthrank llmrank train``, or a plain encoder as bi-encoder), ``"cross-encoder"``,
@@ -119,7 +155,8 @@ class SynthRankRanker:
             z-scored scores are mixed in with weight ``fusion_weight`` (``synthrank run`` reports the weight it
             picked on held-out synthetic data in ``evaluation.json``); scores are then z-score sums.
         :param fusion_weight: the second model's weight in [0, 1].
-        :raises ValueError: if ``top_k`` or ``batch_size`` is not positive, or ``fusion_weight`` is outside [0, 1].
+        :raises ValueError: if ``top_k``, ``batch_size`` or ``calibration_factor`` is not positive, or
+            ``fusion_weight`` is outside [0, 1].
         """
         if top_k <= 0:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
@@ -127,6 +164,8 @@ class SynthRankRanker:
             raise ValueError(f"batch_size must be > 0, but got {batch_size}")
         if not 0.0 <= fusion_weight <= 1.0:
             raise ValueError(f"fusion_weight must lie in [0, 1], but got {fusion_weight}")
+        if calibration_factor is not None and not calibration_factor > 0:
+            raise ValueError(f"calibration_factor must be > 0 (or None), but got {calibration_factor}")
         self.model = str(model)
         self.device = device
         self.top_k = top_k
@@ -135,6 +174,7 @@ class SynthRankRanker:
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
         self.scale_score = scale_score
+        self.calibration_factor = calibration_factor
         self.score_threshold = score_threshold
         self.batch_size = batch_size
         self.max_length = max_length
@@ -144,9 +184,9 @@ class SynthRankRanker:
         self._scorer: PairScorer | None = None
 
     def warm_up(self) -> None:
-        """Load the model (once)."""
+        """Load the model and its weights (once), so load errors surface here and the first query pays nothing."""
         if self._scorer is None:
-            self._scorer = load_scorer_for(
+            scorer = load_scorer_for(
                 self.model,
                 kind=self.kind,
                 device=self.device,
@@ -155,6 +195,10 @@ class SynthRankRanker:
                 fuse_with=self.fuse_with,
                 fusion_weight=self.fusion_weight,
             )
+            load = getattr(scorer, "warm_up", None)
+            if callable(load):
+                load()
+            self._scorer = scorer
 
     def close(self) -> None:
         """Release the model; a later :meth:`warm_up` loads it again."""
@@ -172,6 +216,7 @@ class SynthRankRanker:
             meta_fields_to_embed=self.meta_fields_to_embed,
             embedding_separator=self.embedding_separator,
             scale_score=self.scale_score,
+            calibration_factor=self.calibration_factor,
             score_threshold=self.score_threshold,
             batch_size=self.batch_size,
             max_length=self.max_length,
@@ -201,13 +246,15 @@ class SynthRankRanker:
         """
         Rerank ``documents`` for ``query``.
 
-        :param query: the query; must not be empty.
+        :param query: the query; an empty one ranks nothing: the deduplicated documents come back in
+            their input order, unscored and without the ``top_k`` cut, with a warning, as Haystack's
+            ``LLMRanker`` does.
         :param documents: candidates, e.g. from a BM25 retriever; each needs content or an embedded meta field.
         :param top_k: overrides the init ``top_k``.
         :param scale_score: overrides the init ``scale_score``.
         :param score_threshold: overrides the init ``score_threshold``.
         :returns: ``documents``: copies of the input documents with the new ``score``, best first.
-        :raises ValueError: on a non-positive ``top_k`` or an empty query.
+        :raises ValueError: on a non-positive ``top_k``.
         :raises DataError: when a document has no text to score (naming its id).
         """
         top_k = top_k if top_k is not None else self.top_k
@@ -217,10 +264,11 @@ class SynthRankRanker:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
         if not documents:
             return {"documents": []}
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError("SynthRankRanker got an empty query: there is nothing to rank the documents against")
-
         unique = _deduplicate(documents)
+        if not isinstance(query, str) or not query.strip():
+            # as Haystack's LLMRanker: no top_k cut, since cutting unranked documents could drop relevant ones
+            logger.warning("SynthRankRanker got an empty query: returning the %d documents unranked", len(unique))
+            return {"documents": unique}
         texts = [document_text(d, self.meta_fields_to_embed, self.embedding_separator) for d in unique]
         empty = [d.id for d, t in zip(unique, texts, strict=True) if not t.strip()]
         if empty:
@@ -237,9 +285,7 @@ class SynthRankRanker:
         if scores.shape != (len(unique),):
             raise ValueError(f"the scorer returned {scores.shape} scores for {len(unique)} documents")
         if scale_score:
-            from scipy.special import expit
-
-            scores = expit(scores)
+            scores = scale_scores(scores, getattr(self._scorer, "score_scale", "logit"), self.calibration_factor)
         ranked = [replace(d, score=float(s)) for d, s in zip(unique, scores, strict=True)]
         ranked.sort(key=lambda d: -(d.score if d.score is not None else -math.inf))
         if score_threshold is not None:

@@ -30,6 +30,12 @@ def scorer(monkeypatch: pytest.MonkeyPatch) -> OverlapScorer:
     """Patch model loading at its import path; record what the ranker asked for."""
     the_scorer = OverlapScorer()
     the_scorer.load_calls = []  # type: ignore[attr-defined]
+    the_scorer.warm_ups = 0  # type: ignore[attr-defined]
+
+    def warm_up() -> None:
+        the_scorer.warm_ups += 1  # type: ignore[attr-defined]
+
+    the_scorer.warm_up = warm_up  # type: ignore[attr-defined]
 
     def fake_load(model: str, **kwargs: Any) -> OverlapScorer:
         the_scorer.load_calls.append({"model": model, **kwargs})  # type: ignore[attr-defined]
@@ -59,6 +65,7 @@ def test_to_dict_defaults() -> None:
             "meta_fields_to_embed": [],
             "embedding_separator": "\n",
             "scale_score": True,
+            "calibration_factor": None,
             "score_threshold": None,
             "batch_size": 16,
             "max_length": None,
@@ -79,6 +86,7 @@ def test_to_dict_from_dict_round_trip_with_every_parameter() -> None:
         meta_fields_to_embed=["title"],
         embedding_separator=" | ",
         scale_score=False,
+        calibration_factor=2.0,
         score_threshold=0.25,
         batch_size=4,
         max_length=128,
@@ -98,6 +106,7 @@ def test_to_dict_from_dict_round_trip_with_every_parameter() -> None:
             "meta_fields_to_embed": ["title"],
             "embedding_separator": " | ",
             "scale_score": False,
+            "calibration_factor": 2.0,
             "score_threshold": 0.25,
             "batch_size": 4,
             "max_length": 128,
@@ -195,14 +204,61 @@ def test_empty_and_bad_input(scorer: OverlapScorer) -> None:
     ranker = SynthRankRanker(model="runs/m")
     assert ranker.run(query="anything", documents=[]) == {"documents": []}
     assert scorer.load_calls == []  # type: ignore[attr-defined]  # nothing loaded for nothing
-    with pytest.raises(ValueError, match="empty query"):
-        ranker.run(query="  ", documents=_docs())
     with pytest.raises(DataError, match=r"no content to score.*'x'"):
         ranker.run(query="q", documents=[*_docs(), Document(id="x", content="")])
     with pytest.raises(ValueError, match="top_k"):
         ranker.run(query="q", documents=_docs(), top_k=0)
     with pytest.raises(ValueError, match="top_k"):
         SynthRankRanker(model="m", top_k=0)
+    with pytest.raises(ValueError, match="calibration_factor"):
+        SynthRankRanker(model="m", calibration_factor=0.0)
+
+
+def test_an_empty_query_returns_the_documents_unranked_with_a_warning(
+    scorer: OverlapScorer, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = [*_docs(), Document(id="a", content="Glaucoma damages the optic nerve.", score=9.0)]
+    ranker = SynthRankRanker(model="runs/m", top_k=1)
+    with caplog.at_level("WARNING"):
+        out = ranker.run(query="  ", documents=docs)["documents"]
+    assert [d.id for d in out] == ["a", "b", "c"]  # deduplicated, input order, no top_k cut (as LLMRanker)
+    assert out[0].score == 9.0 and out[1].score is None  # not scored
+    assert scorer.calls == []
+    assert "empty query" in caplog.text
+
+
+class CosineScorer(OverlapScorer):
+    """A bi-encoder stand-in: cosines in [-1, 1], declared as such (as ``BiEncoderScorer`` does)."""
+
+    score_scale = "cosine"
+
+    def score_pairs(self, queries: Any, documents: Any, *, show_progress: bool = False) -> np.ndarray:
+        self.calls.append((list(queries), list(documents)))
+        table = {"Glaucoma": 0.62, "Insulin": 0.05, "Anatomy": 0.48}
+        return np.array([next(v for k, v in table.items() if k in d) for d in documents], dtype=np.float32)
+
+
+def test_bi_encoder_scores_are_scaled_like_haystack_cosines_so_a_threshold_means_something(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ranker_module, "load_scorer_for", lambda model, **kw: CosineScorer())
+    ranker = SynthRankRanker(model="minilm", meta_fields_to_embed=["title"])
+    out = ranker.run(query="optic nerve", documents=_docs())["documents"]
+    assert {d.id: d.score for d in out} == pytest.approx({"a": 0.81, "c": 0.74, "b": 0.525})  # (cosine + 1) / 2
+    kept = ranker.run(query="optic nerve", documents=_docs(), score_threshold=0.75)["documents"]
+    assert [d.id for d in kept] == ["a"]  # cosine >= 0.5
+    calibrated = SynthRankRanker(model="minilm", meta_fields_to_embed=["title"], calibration_factor=10.0)
+    out = calibrated.run(query="optic nerve", documents=_docs())["documents"]
+    assert {d.id: d.score for d in out} == pytest.approx(dict(zip("acb", expit([6.2, 4.8, 0.5]), strict=True)))
+    raw = ranker.run(query="optic nerve", documents=_docs(), scale_score=False)["documents"]
+    assert {d.id: d.score for d in raw} == pytest.approx({"a": 0.62, "c": 0.48, "b": 0.05})
+
+
+def test_a_calibration_factor_scales_logits_before_the_sigmoid(scorer: OverlapScorer) -> None:
+    ranker = SynthRankRanker(model="runs/m", calibration_factor=0.5)
+    out = ranker.run(query="optic nerve damage", documents=_docs())["documents"]
+    raw = {d.id: d.score for d in ranker.run(query="optic nerve damage", documents=_docs(), scale_score=False)["documents"]}
+    assert {d.id: d.score for d in out} == pytest.approx({k: float(expit(0.5 * v)) for k, v in raw.items()})
 
 
 def test_warm_up_once_and_close(scorer: OverlapScorer) -> None:
@@ -211,6 +267,7 @@ def test_warm_up_once_and_close(scorer: OverlapScorer) -> None:
     ranker.warm_up()
     ranker.run(query="nerve", documents=_docs())
     assert len(scorer.load_calls) == 1  # type: ignore[attr-defined]
+    assert scorer.warm_ups == 1  # type: ignore[attr-defined]  # the weights were loaded in warm_up, once
     ranker.close()
     ranker.run(query="nerve", documents=_docs())
     assert len(scorer.load_calls) == 2  # type: ignore[attr-defined]
@@ -233,3 +290,40 @@ def test_a_folder_that_is_not_a_model_is_refused_at_warm_up(tmp_path: Any) -> No
     ranker = SynthRankRanker(model=str(tmp_path))  # cheap: nothing is loaded yet
     with pytest.raises(ModelError, match=r"without config\.json: not a Hugging Face model directory"):
         ranker.warm_up()
+
+
+def test_warm_up_loads_the_weights_so_errors_surface_at_start_up(tmp_path: Any) -> None:
+    from synthrank.errors import ModelError
+
+    ranker = SynthRankRanker(model="minilm", device=ComponentDevice.from_str("cpu"))
+    ranker.warm_up()
+    assert ranker._scorer is not None and ranker._scorer._model is not None  # type: ignore[attr-defined]
+    missing = SynthRankRanker(model=str(tmp_path / "runs" / "a" / "train" / "model"))
+    with pytest.raises(ModelError, match="does not exist"):
+        missing.warm_up()
+
+
+def test_a_real_bi_encoder_scores_on_the_cosine_scale() -> None:
+    ranker = SynthRankRanker(model="minilm", device=ComponentDevice.from_str("cpu"), meta_fields_to_embed=["title"])
+    out = ranker.run(query="what damages the optic nerve", documents=_docs())["documents"]
+    raw = ranker.run(query="what damages the optic nerve", documents=_docs(), scale_score=False)["documents"]
+    assert {d.id: d.score for d in out} == pytest.approx({d.id: (d.score + 1) / 2 for d in raw})  # type: ignore[operator]
+    assert max(d.score or 0.0 for d in out) - min(d.score or 0.0 for d in out) > 0.15  # not squeezed by a sigmoid
+
+
+def test_a_fresh_process_loads_with_allowed_modules_without_importing_the_package() -> None:
+    # Haystack refuses to import a module off its allowlist *before* importing it (a security property), so
+    # the package cannot register itself when only its component path is named; the documented ways are
+    # `import haystack_synthrank`, `allowed_modules=["haystack_synthrank"]` or HAYSTACK_DESERIALIZATION_ALLOWLIST.
+    pipe = Pipeline()
+    pipe.add_component("ranker", SynthRankRanker(model="runs/m"))
+    code = (
+        "import sys\n"
+        "from haystack import Pipeline\n"
+        "p = Pipeline.loads(sys.stdin.read(), allowed_modules=['haystack_synthrank'])\n"
+        "print(type(p.get_component('ranker')).__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=pipe.dumps(), capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.split() == ["SynthRankRanker"]

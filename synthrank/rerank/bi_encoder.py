@@ -156,6 +156,14 @@ class BiEncoderScorer:
         self._max_length = max_length or 256
         self._pooling: Pooling = pooling or "mean"
 
+    @property
+    def score_scale(self) -> str:
+        """What a score is: ``"cosine"`` (in [-1, 1]) or, with ``normalize=False``, a ``"dot_product"``.
+
+        Adapters that map scores to 0..1 read it (a sigmoid suits logits, not cosines).
+        """
+        return "cosine" if self.normalize else "dot_product"
+
     def warm_up(self) -> None:
         if self._model is not None:
             return
