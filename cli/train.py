@@ -34,8 +34,9 @@ _TRAIN_FIELDS = (
                    "encoder itself (cosine of embeddings), starting as the zero-shot model.")
 @click.option("--similarity-temperature", default=0.05, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Bi-encoder: the loss sees cosine / T.")
-@click.option("--merge-with-base", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Bi-encoder: average this share of the untuned weights into the final model (WiSE-FT).")
+@click.option("--merge-with-base", default=None, type=click.FloatRange(0, 1, max_open=True),
+              help="Bi-encoder: average this share of the untuned weights into the final model (WiSE-FT) "
+                   "[default: 0.5 for a bi-encoder, 0 for a cross-encoder, as in `synthrank run`].")
 @click.option("--loss", default="lce", show_default=True, type=click.Choice(["lce", "bce", "listwise"]),
               help="lce: softmax CE of the positive over its group; bce: pointwise; listwise: KL to the LLM grades.")
 @click.option("--group-size", default=8, show_default=True, type=click.IntRange(2), help="1 positive + G-1 negatives.")
@@ -54,7 +55,9 @@ _TRAIN_FIELDS = (
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Groups per forward/backward.")
 @click.option("--gradient-accumulation", default=1, show_default=True, type=click.IntRange(1),
               help="Batches per optimizer step.")
-@click.option("--learning-rate", default=7e-5, show_default=True, type=float, help="AdamW peak learning rate.")
+@click.option("--learning-rate", default=None, type=float,
+              help="AdamW peak learning rate [default: 2e-5 for a bi-encoder, 7e-5 for a cross-encoder's fresh head, "
+                   "as in `synthrank run`].")
 @click.option("--weight-decay", default=0.01, show_default=True, type=float, help="AdamW weight decay.")
 @click.option("--warmup-ratio", default=0.1, show_default=True, type=float,
               help="Share of steps of linear warm-up (then linear decay).")
@@ -77,7 +80,8 @@ _TRAIN_FIELDS = (
 @click.option("--save-every", default=50, show_default=True, type=click.IntRange(0), help="Steps between checkpoints.")
 @click.option("--keep-checkpoints", default=2, show_default=True, type=click.IntRange(1), help="Checkpoints kept.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU.")
+              help="auto: bf16 (or fp16) autocast on CUDA; bf16 autocast on a CPU with AMX or AVX512-BF16; "
+                   "fp32 on other CPUs.")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True,
               help="Recompute activations in backward (less memory, slower).")
 @click.option("--length-bucket-rows", default=8, show_default=True, type=click.IntRange(0),
@@ -94,17 +98,22 @@ def train(ctx: click.Context, groups_file: str, output_dir: str, config_file: st
           restart: bool, overwrite: bool, **options: Any) -> None:
     """Train a reranker on training groups: a cross-encoder, or with --architecture bi-encoder the encoder itself.
 
+    The learning rate and the merge with the base follow the architecture as in `synthrank run`; the
+    differences from a run's recipe are the architecture (a run trains a merged bi-encoder by default:
+    pass --architecture bi-encoder) and the epochs (a run trains 3: pass --epochs 3).
+
     Resumes automatically when --output-dir holds a checkpoint of a run with the same settings
     (a kill -9 loses at most --save-every steps); --restart starts over.
     """
     from synthrank.data import load_dataset
-    from synthrank.train import DevSet, TrainConfig, train_reranker
+    from synthrank.pipeline.stages import train_config_from_section
+    from synthrank.train import DevSet, train_reranker
 
     v = merge_config(ctx, load_config(config_file), **options)
     out = Path(output_dir)
     ours = (out / "checkpoints").is_dir() or (out / "metrics.json").exists()
     prepare_output_dir(out, overwrite=overwrite or restart, resume=ours)
-    config = TrainConfig.from_dict({name: v[name] for name in _TRAIN_FIELDS})
+    config = train_config_from_section({name: v[name] for name in _TRAIN_FIELDS})
     if v["dev_data"] and v["dev_groups"]:
         raise click.UsageError("give --dev-data or --dev-groups, not both")
     dev = None
