@@ -21,10 +21,20 @@ def _nest(overrides: dict[str, Any], dotted: str, value: Any) -> None:
     _nest(overrides[section], key, value)
 
 
+def _check_corpus(corpus: Any) -> None:
+    """What --print-config can check without loading anything: a corpus is set, and a local one exists."""
+    if corpus is None:
+        raise click.UsageError("no corpus: pass --corpus or set `corpus:` in the --config file")
+    text = str(corpus)
+    if not text.startswith("irds:") and not Path(text).expanduser().exists():
+        raise click.BadParameter(f"{text} does not exist (a BEIR folder, a corpus JSONL/TSV file or irds:<id>)",
+                                 param_hint="'--corpus' / corpus:")
+
+
 @click.command()
 @click.option("--corpus", default=None, help="BEIR folder, corpus JSONL/TSV file, or irds:<id> (only its passages train).")
-@click.option("--output-dir", required=True, type=click.Path(file_okay=False),
-              help="Every artifact goes here; rerunning with the same folder resumes.")
+@click.option("--output-dir", default=None, type=click.Path(file_okay=False),
+              help="Every artifact goes here; rerunning with the same folder resumes (required unless --print-config).")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Run config YAML (see `synthrank run --print-config`); flags win over it.")
 @click.option("--llm-model", default=None, help="LLM: a packaged GGUF name, a .gguf path, or the model at --base-url.")
@@ -42,10 +52,12 @@ def _nest(overrides: dict[str, Any], dotted: str, value: Any) -> None:
               help="Evaluate on a seeded sample of this many judged queries [default: all].")
 @click.option("--until", default=None, type=click.Choice(STEPS), help="Stop after this step.")
 @click.option("--force", multiple=True, type=click.Choice(STEPS), help="Rerun this step and what follows (repeatable).")
-@click.option("--print-config", is_flag=True, help="Print the full config (defaults + --config + flags) and exit.")
+@click.option("--print-config", is_flag=True,
+              help="Print the full config (defaults + --config + flags) and the output folder, check the corpus exists, "
+                   "and exit.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @friendly_errors
-def run(corpus: str | None, output_dir: str, config_file: str | None, llm_model: str | None, base_url: str | None,
+def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm_model: str | None, base_url: str | None,
         backend: str | None, es_url: str | None, max_passages: int | None, architecture: str | None, no_label: bool, eval_data: str | None,
         eval_split: str | None, eval_max_queries: int | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
     """Train a reranker for a corpus with no human labels, then evaluate it; resumable step by step.
@@ -72,8 +84,12 @@ def run(corpus: str | None, output_dir: str, config_file: str | None, llm_model:
         _nest(overrides, "label.enabled", False)
     config = load_run_config(config_file, overrides)
     if print_config:
+        _check_corpus(config.get("corpus"))
+        click.echo(f"# output dir: {output_dir if output_dir is not None else '(none given: pass --output-dir to run)'}")
         click.echo(yaml.safe_dump(config, sort_keys=False))
         return
+    if output_dir is None:
+        raise click.UsageError("Missing option '--output-dir': every artifact of the run goes there")
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not (out / ".steps").is_dir():
         raise click.UsageError(f"{out} is not empty and holds no synthrank run; choose another --output-dir")
