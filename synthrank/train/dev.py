@@ -43,8 +43,11 @@ class DevSet:
         baseline: the metrics of the candidates' own order (e.g. BM25), for comparison.
 
     Example:
-        >>> dev = DevSet.from_dataset(load_dataset("medquad", split="dev"), top_k=30, max_queries=200)
+        >>> # real judged queries of a split you do not report on (BEIR SciFact: train; test is for the report)
+        >>> dev = DevSet.from_dataset(load_dataset("../shared/data/beir-scifact", split="train"), top_k=30, max_queries=200)
         >>> dev.evaluate(scorer)["nDCG@10"]
+        >>> # MedQuAD has no dev split (only test and test_sample1000): hold out synthetic queries instead
+        >>> dev = DevSet.from_groups("runs/medquad/dev_groups.jsonl")
     """
 
     name: str
