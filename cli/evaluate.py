@@ -209,9 +209,7 @@ def evaluate(
         show_progress=progress,
     )
     click.echo(f"{dataset.name} ({split}, {report.systems[0].evaluation.num_queries} queries, top-{top_k})")
-    click.echo(format_table(report))
-    for note in report.notes:
-        click.echo(f"note: {note}")
+    click.echo(format_table(report))  # with the report's notes
     for test in report.significance:
         mark = "*" if test["p_value"] < 0.05 else " "
         click.echo(

@@ -219,3 +219,15 @@ def test_one_judged_query_through_the_cli(tiny_beir: Path, tmp_path: Path, monke
                                        "--reranker", "longest=x"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "longest" in result.output and "note: paired t-tests skipped" in result.output
+
+
+def test_the_table_carries_the_notes_so_a_runs_evaluation_txt_shows_them(tiny_beir: Path) -> None:
+    from synthrank.evaluate import format_table
+
+    ds = load_dataset(tiny_beir)
+    bm25 = InMemoryBM25()
+    bm25.index(ds.corpus.values())
+    report = evaluate_systems(ds, bm25, {"longest": ReverseScorer()}, top_k=2)  # the default metrics hold Recall@100
+    assert "note: Recall@100 is cut off deeper than the 2 documents retrieved per query: it equals Recall@2" in (
+        format_table(report)
+    )

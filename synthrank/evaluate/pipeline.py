@@ -184,7 +184,7 @@ def evaluate_systems(
 
 
 def format_table(report: EvaluationReport) -> str:
-    """A plain-text table of the systems' metrics and cost."""
+    """A plain-text table of the systems' metrics and cost, then the report's notes (skipped tests, cut-offs)."""
     metrics = list(report.systems[0].evaluation.aggregate) if report.systems else []
     header = ["system", *metrics, "s/query"]
     rows = [
@@ -194,4 +194,5 @@ def format_table(report: EvaluationReport) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.extend(f"note: {note}" for note in report.notes)
     return "\n".join(lines)
