@@ -183,6 +183,12 @@ def evaluate(
             f"{', '.join(map(repr, unknown))} names no system; systems: {', '.join([FIRST_STAGE, *systems])}",
             param_hint="'--baseline'",
         )
+    scorers = {}
+    if rerankers:  # before the data: a wrong model path fails at once, not after indexing
+        from synthrank.rerank.factory import load_scorer
+
+        for name, model in systems.items():
+            scorers[name] = load_scorer(model, kind=reranker_kind, device=device, batch_size=batch_size)
     dataset = load_dataset(data, split=split, queries_file=queries_file, qrels_file=qrels_file)
     if not dataset.qrels:
         raise click.UsageError(f"{data}: no qrels for split {split!r}; give --qrels")
@@ -191,12 +197,6 @@ def evaluate(
         dataset.qrels = {q: dataset.qrels[q] for q in keep}
     bm25 = InMemoryBM25(k1=k1, b=b)
     bm25.index(dataset.corpus.values(), show_progress=progress)
-    scorers = {}
-    if rerankers:
-        from synthrank.rerank.factory import load_scorer
-
-        for name, model in systems.items():
-            scorers[name] = load_scorer(model, kind=reranker_kind, device=device, batch_size=batch_size)
     report = evaluate_systems(
         dataset,
         bm25,
