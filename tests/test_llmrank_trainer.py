@@ -90,6 +90,20 @@ def test_resume_after_interruption_is_exact(tiny: Path, tmp_path: Path) -> None:
     assert [h["loss"] for h in full.metrics["history"]] == [h["loss"] for h in resumed.metrics["history"]]
 
 
+def test_resume_refuses_a_tampered_checkpoint_without_running_it(tiny: Path, tmp_path: Path) -> None:
+    """Caught: ``torch.load(..., weights_only=False)`` when resuming (the pickle's ``exec`` wrote the marker file)."""
+    from synthrank.errors import ModelError
+    from tests.test_checkpoint import write_tampered_state
+
+    examples = toy_examples(4)
+    LoRATrainer(_config(tiny), tmp_path / "run").train(examples, stop_after_steps=2, show_progress=False)
+    state = tmp_path / "run" / "checkpoints" / "step-000002" / "trainer_state.pt"
+    write_tampered_state(state, tmp_path / "ran.txt")
+    with pytest.raises(ModelError, match=rf"refusing to load checkpoint state {state}"):
+        LoRATrainer(_config(tiny), tmp_path / "run").train(examples, show_progress=False)
+    assert not (tmp_path / "ran.txt").exists()
+
+
 def test_resume_refuses_other_settings_or_a_fresh_start(tiny: Path, tmp_path: Path) -> None:
     examples = toy_examples(4)
     LoRATrainer(_config(tiny), tmp_path / "run").train(examples, stop_after_steps=1, show_progress=False)

@@ -330,6 +330,22 @@ def test_resume_after_interruption_reaches_the_same_weights(tmp_path: Path, tiny
     assert [h["loss"] for h in resumed.metrics["history"]] == [h["loss"] for h in straight.metrics["history"]]
 
 
+def test_resume_refuses_a_tampered_checkpoint_without_running_it(tmp_path: Path, tiny_model: Path) -> None:
+    """A checkpoint folder written by someone else is read weights-only. Caught: ``torch.load(...,
+    weights_only=False)`` in the resume path (the pickle's ``exec`` wrote the marker file before any error)."""
+    from synthrank.errors import ModelError
+    from tests.test_checkpoint import write_tampered_state
+
+    groups = make_groups(n=16)
+    cfg = tiny_config(tiny_model)
+    train_reranker(groups, tmp_path / "run", cfg, stop_after_steps=2, show_progress=False)
+    state = tmp_path / "run" / "checkpoints" / "step-000002" / "trainer_state.pt"
+    write_tampered_state(state, tmp_path / "ran.txt")
+    with pytest.raises(ModelError, match=rf"refusing to load checkpoint state {state}"):
+        train_reranker(groups, tmp_path / "run", cfg, show_progress=False)
+    assert not (tmp_path / "ran.txt").exists()
+
+
 def test_resume_refuses_other_settings_and_restart_starts_over(tmp_path: Path, tiny_model: Path) -> None:
     groups = make_groups(n=16)
     cfg = tiny_config(tiny_model)

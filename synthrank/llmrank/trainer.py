@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -52,6 +51,7 @@ from synthrank.errors import DataError, ModelError, SynthrankError
 from synthrank.llmrank.data import SFTExample, class_counts
 from synthrank.llmrank.prompt import PointwisePrompt, PromptEncoder
 from synthrank.llmrank.scorer import METADATA_FILE, default_device, forward_logits
+from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng_state, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -170,35 +170,6 @@ class TrainResult:
         return found
 
 
-def set_seed(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def default_target_modules(model: Any) -> list[str]:
     """Attention and MLP projection names present in ``model`` (LLaMA/Qwen/Mistral/Gemma naming, else GPT-2's)."""
     import torch
@@ -265,7 +236,7 @@ class LoRATrainer:
                 **state,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
+                "rng": rng_state(),
             }
             torch.save(payload, tmp / CHECKPOINT_STATE)
             if target.exists():
@@ -280,7 +251,6 @@ class LoRATrainer:
         return target
 
     def _load_checkpoint(self, path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-        import torch
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
@@ -289,10 +259,10 @@ class LoRATrainer:
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise ModelError(f"checkpoint {path} does not fit this model: unexpected keys {unexpected[:5]}")
-        state: dict[str, Any] = torch.load(path / CHECKPOINT_STATE, map_location="cpu", weights_only=False)
+        state = load_checkpoint_state(path / CHECKPOINT_STATE)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         return state
 
     # ------------------------------------------------------------------ training

@@ -42,7 +42,6 @@ import json
 import logging
 import math
 import os
-import random
 import resource
 import shutil
 import sys
@@ -58,6 +57,7 @@ import numpy as np
 from synthrank.data.groups import TrainingGroup
 from synthrank.data.jsonl import atomic_write, honour_umask, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
+from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng_state, set_seed
 from synthrank.train.config import TrainConfig
 from synthrank.train.data import GroupSampler, SampledGroup, groups_fingerprint, load_groups
 from synthrank.train.dev import DevSet
@@ -88,35 +88,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def set_seed(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    import torch
-
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
@@ -264,7 +235,6 @@ class RerankerTrainer:
         logger.info("checkpoint %s", target)
 
     def _load_checkpoint(self, path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
-        import torch
         from safetensors.torch import load_model
 
         device = str(next(model.parameters()).device)
@@ -274,7 +244,7 @@ class RerankerTrainer:
                 f"checkpoint {path} does not fit this model (missing {sorted(missing)[:3]}, unexpected "
                 f"{sorted(unexpected)[:3]}); was it written for another backbone?"
             )
-        state: dict[str, Any] = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        state = load_checkpoint_state(path / STATE_FILE)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler") is not None:
@@ -395,9 +365,7 @@ class RerankerTrainer:
             )
         checkpoints = self.checkpoints()
         if checkpoints:
-            import torch
-
-            saved = torch.load(checkpoints[-1] / STATE_FILE, map_location="cpu", weights_only=False)
+            saved = load_checkpoint_state(checkpoints[-1] / STATE_FILE)
             if saved.get("fingerprint") != fingerprint:
                 ours: dict[str, Any] = fingerprint["config"]
                 theirs: dict[str, Any] = (saved.get("fingerprint") or {}).get("config") or {}
