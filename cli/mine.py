@@ -80,6 +80,15 @@ def mine(ctx: click.Context, output_dir: str, config_file: str | None, overwrite
 
     Writes incrementally; rerunning with --overwrite resumes where a stopped run ended.
     """
+    from synthrank.runner.output_dir import removed_if_no_work
+
+    # a failure before any mining (a bad corpus or queries file) leaves no new folder behind
+    with removed_if_no_work(Path(output_dir), bookkeeping=["mine_config.json"]):
+        _mine(ctx, output_dir, config_file, overwrite, restart, **options)
+
+
+def _mine(ctx: click.Context, output_dir: str, config_file: str | None, overwrite: bool, restart: bool,
+          **options: Any) -> None:
     from synthrank.data import load_dataset, write_json
     from synthrank.mine import HardNegativeMiner, MiningConfig, read_mining_queries, read_positives
 

@@ -145,6 +145,19 @@ def test_bad_query_line_is_named(tiny_beir: Path, tmp_path: Path) -> None:
     assert f"{bad}:2" in output and "source_doc_id" in output and "d99" in output
 
 
+def test_a_bad_corpus_or_queries_file_leaves_no_output_folder_behind(
+    tiny_beir: Path, queries_file: Path, tmp_path: Path
+) -> None:
+    """Caught: ``prepare_output_dir`` making the folder before the inputs are read (an empty folder stayed)."""
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"_id": "d1", "text": "eye lens"}\n{"_id": "d2"}\n', encoding="utf-8")
+    code, output = run("--corpus", bad, "--queries", queries_file, "--output-dir", tmp_path / "out")
+    assert code == 1 and f"{bad}:2" in output and "text" in output
+    assert not (tmp_path / "out").exists()
+    code, output = run("--corpus", tiny_beir, "--queries", tmp_path / "none.jsonl", "--output-dir", tmp_path / "out")
+    assert code != 0 and "none.jsonl" in output and not (tmp_path / "out").exists()
+
+
 def test_inconsistent_options_are_a_usage_error(tiny_beir: Path, queries_file: Path, tmp_path: Path) -> None:
     code, output = run(
         "--corpus",

@@ -1,4 +1,4 @@
-"""`synthrank run --print-config`: needs no output folder, prints it when given, and checks the corpus."""
+"""`synthrank run`: --print-config needs no output folder and checks the corpus; a bad corpus leaves no folder."""
 
 from __future__ import annotations
 
@@ -31,3 +31,21 @@ def test_print_config_checks_the_corpus(tmp_path: Path) -> None:
     assert none.exit_code == 2 and "no corpus" in none.output
     irds = runner.invoke(main, ["run", "--corpus", "irds:beir/scifact/test", "--print-config"])
     assert irds.exit_code == 0, irds.output  # checked when loaded (needs ir_datasets and maybe a download)
+
+
+def test_a_bad_corpus_leaves_no_output_folder_behind(tmp_path: Path) -> None:
+    """The run fails on the corpus before any work, naming file and line, and leaves no folder that looks like a
+    run to resume. Caught: writing run_config.json and .steps/generate.started.json before the corpus is read, with
+    nothing to take them back (the folder stayed, and an existing empty one kept the markers)."""
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"_id": "d1", "text": "eye lens"}\n{"_id": "d2", "text": \n', encoding="utf-8")
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(main, ["run", "--corpus", str(bad), "--output-dir", str(out), "--no-progress"])
+    assert result.exit_code == 1 and f"{bad}:2" in result.output and "malformed JSON" in result.output
+    assert not out.exists()
+    missing = runner.invoke(main, ["run", "--corpus", str(tmp_path / "gone.jsonl"), "--output-dir", str(out)])
+    assert missing.exit_code == 1 and "gone.jsonl" in missing.output and not out.exists()
+    out.mkdir()  # a folder made for the run beforehand stays, and stays empty
+    again = runner.invoke(main, ["run", "--corpus", str(bad), "--output-dir", str(out), "--no-progress"])
+    assert again.exit_code == 1 and list(out.iterdir()) == []

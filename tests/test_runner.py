@@ -122,3 +122,26 @@ def test_release_memory_returns_freed_heap_to_the_system() -> None:
     libc.free(blocks[-1])
     assert held is not None and before is not None and after is not None
     assert before - after > 100, (held, before, after)  # ~190 MB were freed but resident
+
+
+def test_a_failed_start_is_undone_but_partial_work_is_kept(tmp_path: Path) -> None:
+    """Caught (as mutations of ``holds_work``): treating any file as work (the failed start stayed) and treating
+    only bookkeeping as work (an interrupted run's partial queries were deleted)."""
+    from synthrank.runner.output_dir import removed_if_no_work
+
+    def fail_after(out: Path, files: dict[str, str]) -> None:
+        with pytest.raises(KeyboardInterrupt), removed_if_no_work(out, bookkeeping=[".steps", "run_config.json"]):
+            (out / ".steps").mkdir(parents=True, exist_ok=True)
+            (out / ".steps" / "generate.started.json").write_text("{}")
+            (out / "run_config.json").write_text("{}")
+            for name, text in files.items():
+                (out / name).write_text(text)
+            raise KeyboardInterrupt
+
+    fail_after(tmp_path / "new", {"queries.jsonl": ""})  # an empty artifact is no work
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    fail_after(tmp_path / "mine", {})
+    assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
+    fail_after(tmp_path / "partial", {"queries.jsonl": '{"query_id": "q1"}\n'})
+    assert (tmp_path / "partial" / "queries.jsonl").exists() and (tmp_path / "partial" / ".steps").is_dir()

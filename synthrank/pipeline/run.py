@@ -11,7 +11,8 @@ from synthrank.data import write_json
 from synthrank.errors import SynthrankError
 from synthrank.pipeline.report import write_report
 from synthrank.pipeline.stages import STEP_NAMES, RunContext, build_steps
-from synthrank.runner.steps import StepResult, StepRunner
+from synthrank.runner.output_dir import removed_if_no_work
+from synthrank.runner.steps import MARKER_DIR, Step, StepResult, StepRunner
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,14 @@ def run_pipeline(
     steps = build_steps(run)
     if until is not None:
         steps = steps[: STEP_NAMES.index(until) + 1]
+    if (out / MARKER_DIR).is_dir():
+        return _run(out, config, steps, force)
+    # a new run: a failure before any work (a bad corpus, no LLM) leaves no folder that looks like a run to resume
+    with removed_if_no_work(out, bookkeeping=[MARKER_DIR, "run_config.json"]):
+        return _run(out, config, steps, force)
+
+
+def _run(out: Path, config: Mapping[str, Any], steps: Sequence[Step], force: Sequence[str]) -> list[StepResult]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "run_config.json", _redacted(config))
     results = StepRunner(out).run(steps, force=force)
