@@ -25,6 +25,10 @@ MedQuAD is run twice: as is, and as ``medquad-excl`` with every passage relevant
 question kept out of generation (``generate.exclude_ids``), so no number leans on queries written from test
 answers.
 
+Levers are measured as variants (``--variants realistic=benchmarks/configs/scorecard-realistic.yaml``): each
+variant's YAML is laid over the run config, its own ``synthrank run`` writes its own data at the same budget, and
+its row ``synthrank@NAME`` trains with the default recipe on that data; a lever that loses stays in the table.
+
 Every result is written to the JSON as soon as it exists and a rerun skips it; the LLM runs resume as
 ``synthrank run`` does. Phases: ``data`` (the LLM runs), ``rows`` (training and evaluation), ``report``
 (markdown table and plot from the JSON). Per-query nDCG@10 is kept for every row and seed; the report averages
@@ -154,8 +158,21 @@ def write_exclusions(corpus: Corpus, path: Path) -> Path:
     return path
 
 
-def run_dir(work: Path, corpus: str, budget: str) -> Path:
-    return work / f"{corpus}-{budget}"
+def run_dir(work: Path, corpus: str, budget: str, variant: str | None = None) -> Path:
+    return work / (f"{corpus}-{budget}" + (f"@{variant}" if variant else ""))
+
+
+def split_row(row: str) -> tuple[str, str | None]:
+    """``synthrank@realistic`` -> (``synthrank``, ``realistic``): a recipe trained on a variant's data."""
+    recipe, _, variant = row.partition("@")
+    return recipe, variant or None
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def run_config(corpus: Corpus, passages: int, work: Path, base: dict[str, Any]) -> dict[str, Any]:
@@ -195,11 +212,11 @@ def llm_usage(folder: Path) -> dict[str, Any]:
 
 
 def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any], card: Scorecard,
-             synthrank_cmd: Sequence[str]) -> bool:  # fmt: skip
+             synthrank_cmd: Sequence[str], variant: str | None = None) -> bool:  # fmt: skip
     """``synthrank run --until label`` for one corpus and budget (resumes); False when it failed."""
     import yaml
 
-    folder = run_dir(work, corpus.name, budget)
+    folder = run_dir(work, corpus.name, budget, variant)
     folder.mkdir(parents=True, exist_ok=True)
     config = run_config(corpus, BUDGETS[budget], work, base_config)
     config_path = folder.parent / f"{folder.name}.yaml"
@@ -213,7 +230,7 @@ def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any
         logger.error("%s/%s: synthrank run failed (exit %d); rerun to resume", corpus.name, budget, proc.returncode)
         return False
     counts = {name: _count_lines(folder / name) for name in ("queries.jsonl", "groups.jsonl")}
-    card.put_run(f"{corpus.name}/{budget}", {
+    card.put_run(f"{corpus.name}/{budget}" + (f"@{variant}" if variant else ""), {
         "command": " ".join(cmd), "config": config, "passages": BUDGETS[budget], **counts,
         "usage": llm_usage(folder), "seconds_this_invocation": round(time.perf_counter() - t0, 1),
     })  # fmt: skip
@@ -369,11 +386,13 @@ def evaluation_dtype() -> str:
 # ---------------------------------------------------------------------------------------------- rows phase
 
 
-def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, rows: Sequence[str], seeds: Sequence[int],
+def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str, seeds: Sequence[int],
              evaluator_for: Callable[[Corpus], Evaluator]) -> None:  # fmt: skip
-    folder = run_dir(work, corpus.name, budget)
+    """One row (every seed) on one corpus and budget, after the corpus's BM25 and zero-shot cells."""
+    recipe, variant = split_row(row)
+    folder = run_dir(work, corpus.name, budget, variant)
     if not (folder / ".steps" / "label.json").exists():
-        logger.warning("%s/%s: no training data yet (run the data phase); rows skipped", corpus.name, budget)
+        logger.warning("%s: no training data yet (run the data phase); rows skipped", folder.name)
         return
     evaluator = None
     for base_row in ("bm25", "zero-shot"):
@@ -385,22 +404,21 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, rows: Seq
             logger.info("%s: %s nDCG@10 %.4f", key, base_row, card.data["cells"][key]["metrics"]["nDCG@10"])
     train, dev, section = training_split(folder)
     train_qids = {g.query_id for g in train}
-    for row in rows:
-        for seed in seeds:
-            key = cell_key(corpus.name, budget, row, seed)
-            if card.has(key):
-                continue
-            evaluator = evaluator or evaluator_for(corpus)
-            out = folder / "scorecard" / f"{row}-seed{seed}"
-            t0 = time.perf_counter()
-            model_dir, info = train_row(row, folder, train, dev, train_qids, section, seed, out, evaluator)
-            train_seconds = time.perf_counter() - t0
-            result = evaluator.run(row, evaluator.scorer(model_dir))
-            result.update(info, train_seconds=round(train_seconds, 1))
-            card.put(key, result)
-            logger.info("%s nDCG@10 %.4f (trained %.0f s)", key, result["metrics"]["nDCG@10"], train_seconds)
-            shutil.rmtree(out, ignore_errors=True)  # the numbers are kept; the weights are reproducible
-            gc.collect()
+    for seed in seeds:
+        key = cell_key(corpus.name, budget, row, seed)
+        if card.has(key):
+            continue
+        evaluator = evaluator or evaluator_for(corpus)
+        out = folder / "scorecard" / f"{recipe}-seed{seed}"
+        t0 = time.perf_counter()
+        model_dir, info = train_row(recipe, folder, train, dev, train_qids, section, seed, out)
+        train_seconds = time.perf_counter() - t0
+        result = evaluator.run(row, evaluator.scorer(model_dir))
+        result.update(info, train_seconds=round(train_seconds, 1))
+        card.put(key, result)
+        logger.info("%s nDCG@10 %.4f (trained %.0f s)", key, result["metrics"]["nDCG@10"], train_seconds)
+        shutil.rmtree(out, ignore_errors=True)  # the numbers are kept; the weights are reproducible
+        gc.collect()
 
 
 def _zero_shot(evaluator: Evaluator) -> Any:
@@ -410,7 +428,7 @@ def _zero_shot(evaluator: Evaluator) -> Any:
 
 
 def train_row(row: str, folder: Path, train: list[Any], dev: list[Any], train_qids: set[str],
-              section: dict[str, Any], seed: int, out: Path, evaluator: Evaluator) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+              section: dict[str, Any], seed: int, out: Path) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     from synthrank.train import DevSet
 
     dev_set = DevSet.from_groups(dev) if dev else None
@@ -481,6 +499,11 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                                       "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
                                       "vs_zero_shot": paired(m["per_query"], zero["per_query"])}  # fmt: skip
                 entry["rows"][row]["_per_query"] = m["per_query"]
+                variant = split_row(row)[1]
+                if variant and card.data["runs"].get(f"{corpus}/{budget}@{variant}"):
+                    entry["rows"][row]["llm"] = card.data["runs"][f"{corpus}/{budget}@{variant}"]["usage"].get("calls")
+                if variant and "synthrank" in entry["rows"]:
+                    entry["rows"][row]["vs_synthrank"] = paired(m["per_query"], entry["rows"]["synthrank"]["_per_query"])
             peers = [r for r in PEERS if r in entry["rows"]]
             if "synthrank" in entry["rows"] and peers:
                 best = max(peers, key=lambda r: entry["rows"][r]["mean"])
@@ -501,6 +524,11 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
     return out
 
 
+def row_label(row: str) -> str:
+    recipe, variant = split_row(row)
+    return ROW_LABELS[recipe] + (f" on `{variant}` data" if variant else "")
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = ["# synthrank scorecard", "",
              f"nDCG@10 of BM25 top-{meta['top_k']} reranked; mean ± std over seeds {meta['seeds']}; gain = over the "
@@ -511,7 +539,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         corpora = list(block["corpora"])
         lines.append("| row | " + " | ".join(corpora) + " |")
         lines.append("|---|" + "---:|" * len(corpora))
-        for row in ("bm25", "zero-shot", *ROWS):
+        present = [r for r in meta.get("rows", ROWS)]
+        for row in ("bm25", "zero-shot", *present):
             cells = []
             for c in corpora:
                 e = block["corpora"][c]
@@ -524,7 +553,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                     cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} ({r['gain']:+.4f}{p})")
                 else:
                     cells.append("not run")
-            lines.append(f"| {ROW_LABELS[row]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
         extra = []
         for c in corpora:
             e = block["corpora"][c]
@@ -554,17 +583,18 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(budgets), figsize=(6 * len(budgets), 4), squeeze=False)
     for ax, budget in zip(axes[0], budgets, strict=True):
         corpora = list(summary[budget]["corpora"])
-        width = 0.8 / len(ROWS)
-        for i, row in enumerate(ROWS):
+        rows = list(dict.fromkeys(r for c in corpora for r in summary[budget]["corpora"][c]["rows"]))
+        width = 0.8 / max(1, len(rows))
+        for i, row in enumerate(rows):
             xs, ys, es = [], [], []
             for j, c in enumerate(corpora):
                 r = summary[budget]["corpora"][c]["rows"].get(row)
                 if r:
-                    xs.append(j + (i - (len(ROWS) - 1) / 2) * width)
+                    xs.append(j + (i - (len(rows) - 1) / 2) * width)
                     ys.append(r["gain"])
                     es.append(r["gain_std"])
             if xs:
-                ax.bar(xs, ys, width, yerr=es, capsize=3, label=ROW_LABELS[row])
+                ax.bar(xs, ys, width, yerr=es, capsize=3, label=row_label(row))
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(corpora)), corpora, rotation=20, fontsize=8)
         ax.set_title(f"budget {budget}: nDCG@10 gain over zero-shot MiniLM")
@@ -598,6 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--passages", default=None,
                         help="override the budgets' passage counts, e.g. default=4 (the integration smoke test)")
     parser.add_argument("--eval-queries", type=int, default=None, help="cap every corpus's evaluated queries")
+    parser.add_argument("--variants", default="",
+                        help="levers as NAME=config.yaml,...: each its own data at the same budget, row synthrank@NAME")
     parser.add_argument("--dtype", default=None, help="scoring dtype (default: bf16 where fast, else fp32)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -608,8 +640,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets = [b for b in args.budgets.split(",") if b]
     rows = [r for r in args.rows.split(",") if r]
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    for name, known in ((corpora, CORPORA), (budgets, BUDGETS), (rows, ROWS)):
-        unknown = [n for n in name if n not in known]
+    variants: dict[str, dict[str, Any]] = {}
+    for item in (v for v in args.variants.split(",") if v):
+        vname, _, vpath = item.partition("=")
+        if not vname or not vpath or not Path(vpath).is_file():
+            parser.error(f"--variants wants NAME=existing.yaml, got {item!r}")
+        variants[vname] = yaml.safe_load(Path(vpath).read_text()) or {}
+    rows += [f"synthrank@{v}" for v in variants if f"synthrank@{v}" not in rows]
+    for asked, known in ((corpora, CORPORA), (budgets, BUDGETS), ([split_row(r)[0] for r in rows], ROWS)):
+        unknown = [n for n in asked if n not in known]
         if unknown:
             parser.error(f"unknown {unknown}; known: {', '.join(known)}")
     if args.passages:
@@ -621,7 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             CORPORA[name] = replace(CORPORA[name], eval_queries=args.eval_queries)
     base = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
     command = "benchmarks/scorecard.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    card = Scorecard(args.output, {"top_k": args.top_k, "seeds": seeds, "budgets": dict(BUDGETS),
+    card = Scorecard(args.output, {"top_k": args.top_k, "seeds": seeds, "budgets": dict(BUDGETS), "rows": rows,
+                                   "variants": variants,
                                    "machine": machine(), "command": command.strip()})  # fmt: skip
     missing = [c for c in corpora if not CORPORA[c].path().exists()]
     if missing:
@@ -633,6 +673,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for budget in budgets:  # every corpus's default budget before any large one
             for name in corpora:
                 failed |= not run_data(CORPORA[name], budget, args.work_dir, base, card, synthrank_cmd)
+            for vname, overlay in variants.items():
+                for name in corpora:
+                    failed |= not run_data(CORPORA[name], budget, args.work_dir, deep_merge(base, overlay), card,
+                                           synthrank_cmd, vname)  # fmt: skip
     if args.phase in ("rows", "all"):
         dtype = args.dtype or evaluation_dtype()
         cache: dict[str, Evaluator] = {}
@@ -646,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for budget in budgets:
             for row in rows:  # one row on every corpus before the next row: the default recipe's scores come first
                 for name in corpora:
-                    run_rows(CORPORA[name], budget, args.work_dir, card, [row], seeds, evaluator_for)
+                    run_rows(CORPORA[name], budget, args.work_dir, card, row, seeds, evaluator_for)
     summary = summarize(card, corpora, budgets, rows, seeds)
     card.data["summary"] = summary
     card.save()

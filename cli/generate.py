@@ -104,7 +104,8 @@ def _split(value: Any) -> list[str]:
     "--query-types",
     default="keyword,natural,persona,reasoning,instruction",
     show_default=True,
-    help="Comma-separated query types.",
+    help="Comma-separated query types: LIMRANK's five, and realistic (users' own register: a first-person message, "
+    "a terse fragment, a claim to check, or an everyday description; one style drawn per passage).",
 )
 @click.option("--n-per-type", default=1, show_default=True, type=int, help="Queries per passage and type.")
 @click.option(

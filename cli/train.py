@@ -37,8 +37,9 @@ _TRAIN_FIELDS = (
 @click.option("--merge-with-base", default=None, type=click.FloatRange(0, 1, max_open=True),
               help="Bi-encoder: average this share of the untuned weights into the final model (WiSE-FT) "
                    "[default: 0.5 for a bi-encoder, 0 for a cross-encoder, as in `synthrank run`].")
-@click.option("--loss", default="lce", show_default=True, type=click.Choice(["lce", "bce", "listwise"]),
-              help="lce: softmax CE of the positive over its group; bce: pointwise; listwise: KL to the LLM grades.")
+@click.option("--loss", default="lce", show_default=True, type=click.Choice(["lce", "bce", "listwise", "margin_mse"]),
+              help="lce: softmax CE of the positive over its group; bce: pointwise; listwise: KL to the LLM grades; "
+                   "margin_mse: GPL's MarginMSE on the judge's log-odds margins.")
 @click.option("--group-size", default=8, show_default=True, type=click.IntRange(2), help="1 positive + G-1 negatives.")
 @click.option("--negative-sampling", default="random", show_default=True, type=click.Choice(["random", "top"]),
               help="Draw G-1 negatives from the pool anew each epoch, or always take the best-ranked.")

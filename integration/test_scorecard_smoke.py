@@ -62,7 +62,7 @@ def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None
     }))  # fmt: skip
     output = tmp_path / "results" / "scorecard.json"
     cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "scorecard.py"), "--corpora", "vaswani", "--budgets",
-           "default", "--passages", "default=6", "--seeds", "1,2", "--run-config", str(run_config),
+           "default", "--passages", "default=16", "--seeds", "1,2", "--run-config", str(run_config),
            "--work-dir", str(tmp_path / "work"), "--output", str(output), "--dtype", "float32"]  # fmt: skip
     env = {**os.environ, "SYNTHRANK_SHARED_DATA": str(shared)}
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)

@@ -172,9 +172,9 @@ def read_excluded_ids(source: str | Path | Sequence[str] | None, corpus: Mapping
         entries = [(str(doc_id), None) for doc_id in source]
     else:
         raise DataError(f"must be a file path or a list of ids, got {type(source).__name__}", field="generate.exclude_ids")
-    for doc_id, lineno in entries:
+    for doc_id, at in entries:
         if doc_id not in corpus:
-            raise DataError(f"names unknown document {doc_id!r}", path=where, line=lineno, field="generate.exclude_ids")
+            raise DataError(f"names unknown document {doc_id!r}", path=where, line=at, field="generate.exclude_ids")
     excluded = {doc_id for doc_id, _ in entries}
     logger.info("%d passages excluded from generation (generate.exclude_ids)", len(excluded))
     return excluded

@@ -33,7 +33,14 @@ from synthrank.synthesize.filters import (
     QueryFilter,
     apply_filters,
 )
-from synthrank.synthesize.prompts import PROMPT_VERSION, QUERY_TYPES, PersonaSet, generation_messages
+from synthrank.synthesize.prompts import (
+    KNOWN_QUERY_TYPES,
+    PROMPT_VERSION,
+    QUERY_TYPES,
+    REALISTIC_STYLES,
+    PersonaSet,
+    generation_messages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +50,9 @@ class GenerationConfig:
     """What to ask for and how much to spend.
 
     Args:
-        query_types: any of ``keyword``, ``natural``, ``persona``, ``reasoning``, ``instruction``.
+        query_types: any of ``keyword``, ``natural``, ``persona``, ``reasoning``, ``instruction`` (LIMRANK's five,
+            the default), and ``realistic``: users' own register (a first-person message with context, a terse
+            fragment, a claim to check, or a description of an unnamed thing; one style drawn per passage).
         n_per_type: queries asked for per call.
         personas_per_passage: persona queries are written as this many personas (drawn per passage, seeded).
         temperature: sampling temperature (diversity); each call gets a seed derived from ``seed``,
@@ -75,9 +84,10 @@ class GenerationConfig:
     types_per_passage: int | None = None
 
     def __post_init__(self) -> None:
-        unknown = [t for t in self.query_types if t not in QUERY_TYPES]
+        unknown = [t for t in self.query_types if t not in KNOWN_QUERY_TYPES]
         if unknown or not self.query_types:
-            raise DataError(f"unknown query types {unknown}; choose from {', '.join(QUERY_TYPES)}", field="query_types")
+            raise DataError(f"unknown query types {unknown}; choose from {', '.join(KNOWN_QUERY_TYPES)}",
+                            field="query_types")
         if self.n_per_type < 1:
             raise DataError("must be at least 1", field="n_per_type")
         if self.types_per_passage is not None and self.types_per_passage < 1:
@@ -218,6 +228,10 @@ class QueryGenerator:
         """The calls for one passage: one per query type, one per drawn persona for persona queries."""
         slots: list[Slot] = []
         for qtype in self.types_for(doc):
+            if qtype == "realistic":  # the style travels as the slot's persona: resumed and cached per style
+                style = random.Random(_stable_int(self.config.seed, doc.id, "style")).choice(sorted(REALISTIC_STYLES))
+                slots.append(Slot(doc.id, qtype, style, "style"))
+                continue
             if qtype != "persona":
                 slots.append(Slot(doc.id, qtype))
                 continue

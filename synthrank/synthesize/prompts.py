@@ -15,9 +15,43 @@ from pathlib import Path
 
 from synthrank.errors import DataError
 
-PROMPT_VERSION = "gen-v1"
+PROMPT_VERSION = "gen-v1"  # the five LIMRANK templates; the realistic styles are new prompts, not changed ones
 
 QUERY_TYPES: tuple[str, ...] = ("keyword", "natural", "persona", "reasoning", "instruction")
+"""LIMRANK's five types: the default mix."""
+
+REALISTIC_STYLES: dict[str, str] = {
+    # each a way real people search that a textbook question is not; one is drawn per passage (seeded). The
+    # example, from an unrelated topic, shows the register: a 1.5B model asked for a style without one writes
+    # "What is X?" whatever the style (seen on MedQuAD passages)
+    "personal": (
+        "Write {n} {queries} the way a real person types into a search box about their own situation: first person, "
+        "casual, with their own context (who it is for, what happened, what they already know), maybe a small typo "
+        "or two questions at once, 12 to 40 words. Do not start with 'What is'. Example of the register (another "
+        "topic): \"my son is 7 and keeps getting nosebleeds at night, we use a humidifer already, should i worry or "
+        "is it the dry air\""
+    ),
+    "terse": (
+        "Write {n} {queries} the way a hurried person types into a search box: a fragment of 2 to 5 words, lower "
+        "case, no question mark, maybe an abbreviation. Not the passage's title. Example of the register (another "
+        "topic): \"nosebleed kid night dry air\""
+    ),
+    "claim": (
+        "Write {n} {queries} as a statement someone read somewhere and wants to check: one declarative sentence "
+        "making a specific claim that this passage supports, 8 to 25 words, not a question, in your own words. "
+        "Example of the register (another topic): \"Dry indoor air in winter makes children's nosebleeds more "
+        "frequent.\""
+    ),
+    "describe": (
+        "Write {n} {queries} from someone who does not know the name or the technical term for what this passage is "
+        "about and describes it in everyday words instead, 6 to 25 words, without the passage's key terms. Example "
+        "of the register (another topic): \"thing where blood comes out of your nose for no reason when sleeping\""
+    ),
+}
+"""The ``realistic`` type's styles: queries in users' own register rather than the corpus's headings."""
+
+EXTRA_QUERY_TYPES: tuple[str, ...] = ("realistic",)
+KNOWN_QUERY_TYPES: tuple[str, ...] = QUERY_TYPES + EXTRA_QUERY_TYPES
 
 SYSTEM_PROMPT = (
     "You write realistic search queries for a search engine's test collection. "
@@ -144,13 +178,18 @@ def passage_block(title: str, text: str, max_chars: int) -> str:
 def generation_messages(
     query_type: str, title: str, text: str, *, n: int = 1, persona: str | None = None, max_passage_chars: int = 2000
 ) -> list[dict[str, str]]:
-    """Chat messages asking for ``n`` queries of one type about one passage."""
-    if query_type not in _TYPE_TASKS:
-        raise DataError(f"unknown query type {query_type!r}; known: {', '.join(QUERY_TYPES)}", field="query_types")
+    """Chat messages asking for ``n`` queries of one type about one passage (``persona``: the persona of a
+    persona query, or the style name of a ``realistic`` one)."""
+    if query_type not in KNOWN_QUERY_TYPES:
+        raise DataError(f"unknown query type {query_type!r}; known: {', '.join(KNOWN_QUERY_TYPES)}", field="query_types")
     if query_type == "persona" and not persona:
         raise DataError("persona queries need a persona", field="personas")
+    if query_type == "realistic" and persona not in REALISTIC_STYLES:
+        raise DataError(f"realistic queries need a style, one of {', '.join(REALISTIC_STYLES)}; got {persona!r}",
+                        field="query_types")
     plural = n != 1
-    task = _TYPE_TASKS[query_type].format(
+    template = REALISTIC_STYLES[persona] if query_type == "realistic" and persona else _TYPE_TASKS[query_type]
+    task = template.format(
         n=n if plural else "one",
         queries="queries" if plural else "query",
         questions="questions" if plural else "question",
