@@ -27,7 +27,9 @@ answers.
 
 Levers are measured as variants (``--variants realistic=benchmarks/configs/scorecard-realistic.yaml``): each
 variant's YAML is laid over the run config, its own ``synthrank run`` writes its own data at the same budget, and
-its row ``synthrank@NAME`` trains with the default recipe on that data; a lever that loses stays in the table.
+its row ``synthrank@NAME`` trains with the default recipe on that data; a variant whose YAML holds only a
+``train`` section is a training lever: it costs no LLM call, reuses the default data, and trains with its
+settings laid over the run's; a lever that loses stays in the table.
 
 Every result is written to the JSON as soon as it exists and a rerun skips it; the LLM runs resume as
 ``synthrank run`` does. Phases: ``data`` (the LLM runs), ``rows`` (training and evaluation), ``report``
@@ -160,6 +162,13 @@ def write_exclusions(corpus: Corpus, path: Path) -> Path:
 
 def run_dir(work: Path, corpus: str, budget: str, variant: str | None = None) -> Path:
     return work / (f"{corpus}-{budget}" + (f"@{variant}" if variant else ""))
+
+
+def data_variant(variant: str | None, variants: dict[str, dict[str, Any]]) -> str | None:
+    """The variant whose data a row trains on: a training-only lever trains on the default data."""
+    if variant is None or set(variants.get(variant, {})) <= {"train"}:
+        return None
+    return variant
 
 
 def split_row(row: str) -> tuple[str, str | None]:
@@ -387,10 +396,10 @@ def evaluation_dtype() -> str:
 
 
 def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str, seeds: Sequence[int],
-             evaluator_for: Callable[[Corpus], Evaluator]) -> None:  # fmt: skip
+             evaluator_for: Callable[[Corpus], Evaluator], variants: dict[str, dict[str, Any]]) -> None:  # fmt: skip
     """One row (every seed) on one corpus and budget, after the corpus's BM25 and zero-shot cells."""
     recipe, variant = split_row(row)
-    folder = run_dir(work, corpus.name, budget, variant)
+    folder = run_dir(work, corpus.name, budget, data_variant(variant, variants))
     if not (folder / ".steps" / "label.json").exists():
         logger.warning("%s: no training data yet (run the data phase); rows skipped", folder.name)
         return
@@ -403,13 +412,15 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
             card.put(key, evaluator.run(base_row, scorer))
             logger.info("%s: %s nDCG@10 %.4f", key, base_row, card.data["cells"][key]["metrics"]["nDCG@10"])
     train, dev, section = training_split(folder)
+    if variant and data_variant(variant, variants) is None:
+        section = deep_merge(section, variants[variant].get("train") or {})
     train_qids = {g.query_id for g in train}
     for seed in seeds:
         key = cell_key(corpus.name, budget, row, seed)
         if card.has(key):
             continue
         evaluator = evaluator or evaluator_for(corpus)
-        out = folder / "scorecard" / f"{recipe}-seed{seed}"
+        out = folder / "scorecard" / f"{row}-seed{seed}"
         t0 = time.perf_counter()
         model_dir, info = train_row(recipe, folder, train, dev, train_qids, section, seed, out)
         train_seconds = time.perf_counter() - t0
@@ -526,7 +537,7 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
 
 def row_label(row: str) -> str:
     recipe, variant = split_row(row)
-    return ROW_LABELS[recipe] + (f" on `{variant}` data" if variant else "")
+    return ROW_LABELS[recipe] + (f" + lever `{variant}`" if variant else "")
 
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -560,6 +571,10 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             if e.get("vs_best_peer"):
                 t = e["vs_best_peer"]
                 extra.append(f"{c}: synthrank vs {ROW_LABELS[e['best_peer']]} {t['delta']:+.4f} (p {t['p_value']:.2g})")
+            for row, r in e["rows"].items():
+                if r.get("vs_synthrank"):
+                    t = r["vs_synthrank"]
+                    extra.append(f"{c}: {row_label(row)} vs the default recipe {t['delta']:+.4f} (p {t['p_value']:.2g})")
             if e.get("llm"):
                 llm = e["llm"]
                 minutes = f"{llm['llm_minutes']:.1f} LLM-min" if llm.get("llm_minutes") else "LLM time unknown"
@@ -646,7 +661,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not vname or not vpath or not Path(vpath).is_file():
             parser.error(f"--variants wants NAME=existing.yaml, got {item!r}")
         variants[vname] = yaml.safe_load(Path(vpath).read_text()) or {}
-    rows += [f"synthrank@{v}" for v in variants if f"synthrank@{v}" not in rows]
+    levers = [f"synthrank@{v}" for v in variants if f"synthrank@{v}" not in rows]
+    at = rows.index("synthrank") + 1 if "synthrank" in rows else len(rows)
+    rows[at:at] = levers  # each lever right after the default recipe it varies, before the peers
     for asked, known in ((corpora, CORPORA), (budgets, BUDGETS), ([split_row(r)[0] for r in rows], ROWS)):
         unknown = [n for n in asked if n not in known]
         if unknown:
@@ -674,6 +691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in corpora:
                 failed |= not run_data(CORPORA[name], budget, args.work_dir, base, card, synthrank_cmd)
             for vname, overlay in variants.items():
+                if data_variant(vname, variants) is None:
+                    continue  # a training lever: no data of its own
                 for name in corpora:
                     failed |= not run_data(CORPORA[name], budget, args.work_dir, deep_merge(base, overlay), card,
                                            synthrank_cmd, vname)  # fmt: skip
@@ -690,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for budget in budgets:
             for row in rows:  # one row on every corpus before the next row: the default recipe's scores come first
                 for name in corpora:
-                    run_rows(CORPORA[name], budget, args.work_dir, card, row, seeds, evaluator_for)
+                    run_rows(CORPORA[name], budget, args.work_dir, card, row, seeds, evaluator_for, variants)
     summary = summarize(card, corpora, budgets, rows, seeds)
     card.data["summary"] = summary
     card.save()

@@ -60,17 +60,20 @@ def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None
         "label": {"yes_threshold": 0.2},
         "train": {"epochs": 1, "batch_size": 2, "group_size": 4, "max_length": 96, "dev_fraction": 0.3},
     }))  # fmt: skip
+    lever = tmp_path / "lever.yaml"
+    lever.write_text(yaml.safe_dump({"train": {"epochs": 2, "learning_rate": 5e-5}}))  # a training lever: no LLM data
     output = tmp_path / "results" / "scorecard.json"
     cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "scorecard.py"), "--corpora", "vaswani", "--budgets",
            "default", "--passages", "default=16", "--seeds", "1,2", "--run-config", str(run_config),
-           "--work-dir", str(tmp_path / "work"), "--output", str(output), "--dtype", "float32"]  # fmt: skip
+           "--work-dir", str(tmp_path / "work"), "--output", str(output), "--dtype", "float32",
+           "--variants", f"longer={lever}"]  # fmt: skip
     env = {**os.environ, "SYNTHRANK_SHARED_DATA": str(shared)}
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-4000:]
     card = json.loads(output.read_text())
     cells = card["cells"]
     assert {"vaswani/-/bm25", "vaswani/-/zero-shot"} <= set(cells)
-    for row in ("synthrank", "inpars", "gpl", "st"):
+    for row in ("synthrank", "synthrank@longer", "inpars", "gpl", "st"):
         for seed in (1, 2):
             cell = cells[f"vaswani/default/{row}/seed{seed}"]
             assert cell["queries"] == 8 and len(cell["per_query"]) == 8, row
@@ -78,7 +81,10 @@ def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None
     run = card["runs"]["vaswani/default"]
     assert run["usage"]["calls"] > 0 and run["usage"]["llm_minutes"] > 0
     block = card["summary"]["default"]["corpora"]["vaswani"]
-    assert set(block["rows"]) == {"synthrank", "inpars", "gpl", "st"}
+    assert set(block["rows"]) == {"synthrank", "synthrank@longer", "inpars", "gpl", "st"}
+    assert block["rows"]["synthrank@longer"]["vs_synthrank"]["queries"] == 8  # the lever is tested against the recipe
+    assert "vaswani/default@longer" not in card["runs"]  # a training lever asks the LLM nothing
+    assert cells["vaswani/default/synthrank@longer/seed1"]["groups"] == cells["vaswani/default/synthrank/seed1"]["groups"]
     assert block["rows"]["synthrank"]["vs_zero_shot"]["queries"] == 8 and block["best_peer"] in ("inpars", "gpl", "st")
     markdown = output.with_suffix(".md").read_text()
     assert "| synthrank (default recipe) |" in markdown and "sentence-transformers recipe" in markdown
