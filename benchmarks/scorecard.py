@@ -197,27 +197,30 @@ def run_config(corpus: Corpus, passages: int, work: Path, base: dict[str, Any]) 
 
 
 def llm_usage(folder: Path) -> dict[str, Any]:
-    """LLM calls and wall time of the run's generate and label steps, read from their step markers.
+    """LLM calls of the run's generate and label steps, counted from its artifacts, and their cost in minutes.
 
-    ``llm_seconds_per_call`` is measured on the calls actually made (cache hits cost nothing here but were
-    paid by an earlier run), so ``llm_minutes`` = calls x seconds per call is the budget's cost uncached.
+    Calls are counted from what the steps wrote (one generation call per slot, one judgement per labelled pair
+    and vote), so a run resumed after a kill counts every call once; seconds per call are the step's wall time
+    over the calls its last invocation made (cache hits cost nothing there but were paid by an earlier one), so
+    ``llm_minutes`` is the budget's cost uncached, on the machine and load it ran on.
     """
+    config = json.loads((folder / "run_config.json").read_text()) if (folder / "run_config.json").exists() else {}
+    stats = json.loads((folder / "generate_stats.json").read_text()) if (folder / "generate_stats.json").exists() else {}
+    votes = int((config.get("label") or {}).get("self_consistency") or 1)
+    calls = {"generate": int(stats.get("slots") or 0),
+             "label": _count_lines(folder / "labels.jsonl") * votes}  # fmt: skip
     steps: dict[str, Any] = {}
     for name in ("generate", "label"):
         marker = folder / ".steps" / f"{name}.json"
-        if not marker.exists():
-            continue
-        summary = json.loads(marker.read_text()).get("summary") or {}
-        usage = summary.get("usage") or {}
-        steps[name] = {k: usage.get(k) for k in ("calls", "cache_hits", "wall_seconds", "prompt_tokens",
-                                                  "completion_tokens")}  # fmt: skip
-    calls = sum(int(s.get("calls") or 0) for s in steps.values())
-    hits = sum(int(s.get("cache_hits") or 0) for s in steps.values())
-    wall = sum(float(s.get("wall_seconds") or 0.0) for s in steps.values())
-    per_call = wall / calls if calls else None
-    total = calls + hits
-    return {"steps": steps, "calls": total, "uncached_calls": calls, "llm_seconds_per_call": per_call,
-            "llm_minutes": per_call * total / 60 if per_call else None}  # fmt: skip
+        usage = (json.loads(marker.read_text()).get("summary") or {}).get("usage") or {} if marker.exists() else {}
+        made = int(usage.get("calls") or 0)
+        per_call = float(usage.get("wall_seconds") or 0.0) / made if made else None
+        steps[name] = {"calls": calls[name], "seconds_per_call": per_call,
+                       "minutes": per_call * calls[name] / 60 if per_call is not None else None,
+                       "last_invocation": {k: usage.get(k) for k in ("calls", "cache_hits", "wall_seconds")}}  # fmt: skip
+    minutes = [s["minutes"] for s in steps.values() if s["calls"]]
+    return {"steps": steps, "calls": sum(calls.values()),
+            "llm_minutes": sum(minutes) if minutes and all(m is not None for m in minutes) else None}  # fmt: skip
 
 
 def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any], card: Scorecard,
@@ -543,7 +546,9 @@ def row_label(row: str) -> str:
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = ["# synthrank scorecard", "",
              f"nDCG@10 of BM25 top-{meta['top_k']} reranked; mean ± std over seeds {meta['seeds']}; gain = over the "
-             "zero-shot MiniLM, p = paired t-test of the seed-averaged per-query nDCG@10. "
+             "zero-shot MiniLM, p = paired t-test of the seed-averaged per-query nDCG@10. LLM-minutes: calls counted "
+             "from the run's artifacts times the seconds per call its steps measured on this machine (other jobs "
+             "shared its 2 cores, so they are upper bounds). "
              f"Machine: {meta['machine']}. Command: `{meta['command']}`.", ""]  # fmt: skip
     for budget, block in summary.items():
         lines += [f"## Budget `{budget}` ({BUDGETS.get(budget, '?')} passages)", ""]
@@ -710,6 +715,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in rows:  # one row on every corpus before the next row: the default recipe's scores come first
                 for name in corpora:
                     run_rows(CORPORA[name], budget, args.work_dir, card, row, seeds, evaluator_for, variants)
+    for key, run in card.data["runs"].items():  # recounted from the artifacts (resumed runs count every call once)
+        corpus_budget, _, variant = key.partition("@")
+        corpus_name, _, budget = corpus_budget.partition("/")
+        folder = run_dir(args.work_dir, corpus_name, budget, variant or None)
+        if (folder / "run_config.json").exists():
+            run["usage"] = llm_usage(folder)
     summary = summarize(card, corpora, budgets, rows, seeds)
     card.data["summary"] = summary
     card.save()
