@@ -35,9 +35,13 @@ def tiny_beir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread() -> Iterator[None]:
-    """Tiny models run ~20x faster on one thread than on two busy ones (thread hand-offs dominate)."""
+    """Tiny models run ~20x faster on one thread than on two busy ones (thread hand-offs dominate).
+
+    Module-scoped, so every test module starts on one thread even if code under test in an earlier module
+    changed torch's thread count (``TrainConfig.num_threads`` sets it and does not restore it).
+    """
     try:
         import torch
     except ImportError:  # pragma: no cover

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +12,6 @@ from synthrank.errors import DataError, SynthrankError
 from synthrank.llmrank import CausalLMReranker, LoRATrainer, LoRATrainingConfig, SFTExample, is_llmrank_model
 from synthrank.llmrank.trainer import _collate
 from tests.llmrank_tiny import build_model, toy_examples
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
