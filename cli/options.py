@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +16,45 @@ import click
 from synthrank.errors import SynthrankError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger(__name__)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised in the main thread so that every ``finally`` and ``with`` cleans up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_signals() -> Iterator[None]:
+    """Turn the first SIGINT or SIGTERM into :class:`Interrupted`; ignore further ones while cleaning up.
+
+    Python's default SIGTERM ends the process on the spot: no ``finally`` runs, so the local LLM
+    server's log and half-written files stay behind. And a second signal (Ctrl-C pressed twice,
+    or a supervisor's SIGTERM after a SIGINT) must not cut the cleanup of the first one short:
+    it is logged and ignored. Outside the main thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            logger.info("%s while stopping: still cleaning up", signal.Signals(signum).name)
+            return
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def friendly_errors(func: F) -> F:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from synthrank_cli.options import friendly_errors
+from synthrank_cli.options import Interrupted, friendly_errors, stop_cleanly_on_signals
 
 STEPS = ("generate", "mine", "label", "train", "evaluate")
 
@@ -93,7 +95,14 @@ def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not (out / ".steps").is_dir():
         raise click.UsageError(f"{out} is not empty and holds no synthrank run; choose another --output-dir")
-    results = run_pipeline(config, out, until=until, force=force, show_progress=progress)
+    try:
+        with stop_cleanly_on_signals():
+            results = run_pipeline(config, out, until=until, force=force, show_progress=progress)
+    except Interrupted as stop:
+        # one line, no traceback: the LLM server, its log and the open files were closed on the way out
+        click.echo(f"Interrupted by {signal.Signals(stop.signum).name}: stopped cleanly; rerun the same command "
+                   f"to resume {out} (answered LLM calls are cached)", err=True)
+        sys.exit(128 + stop.signum)
     for r in results:
         click.echo(f"{r.name:9s} {r.status:8s} {r.seconds:8.1f}s")
     text = out / "evaluation.txt"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -49,3 +51,21 @@ def test_a_bad_corpus_leaves_no_output_folder_behind(tmp_path: Path) -> None:
     out.mkdir()  # a folder made for the run beforehand stays, and stays empty
     again = runner.invoke(main, ["run", "--corpus", str(bad), "--output-dir", str(out), "--no-progress"])
     assert again.exit_code == 1 and list(out.iterdir()) == []
+
+
+def test_the_first_signal_stops_the_run_and_a_second_one_does_not_cut_its_cleanup_short() -> None:
+    """Caught: a handler that raises on every signal (the SIGINT during cleanup escaped and the cleanup after it never
+    ran), and Python's default SIGTERM (no ``finally`` runs at all: checked by integration/test_run_signals.py)."""
+    from synthrank_cli.options import Interrupted, stop_cleanly_on_signals
+
+    cleaned: list[str] = []
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as stopped, stop_cleanly_on_signals():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+            cleaned.append("not reached")
+        finally:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while the server and files are being closed
+            cleaned.append("closed")
+    assert stopped.value.signum == signal.SIGTERM and cleaned == ["closed"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers are put back

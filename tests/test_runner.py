@@ -129,14 +129,14 @@ def test_a_failed_start_is_undone_but_partial_work_is_kept(tmp_path: Path) -> No
     only bookkeeping as work (an interrupted run's partial queries were deleted)."""
     from synthrank.runner.output_dir import removed_if_no_work
 
-    def fail_after(out: Path, files: dict[str, str]) -> None:
-        with pytest.raises(KeyboardInterrupt), removed_if_no_work(out, bookkeeping=[".steps", "run_config.json"]):
+    def fail_after(out: Path, files: dict[str, str], error: type[BaseException] = SynthrankError) -> None:
+        with pytest.raises(error), removed_if_no_work(out, bookkeeping=[".steps", "run_config.json"]):
             (out / ".steps").mkdir(parents=True, exist_ok=True)
             (out / ".steps" / "generate.started.json").write_text("{}")
             (out / "run_config.json").write_text("{}")
             for name, text in files.items():
                 (out / name).write_text(text)
-            raise KeyboardInterrupt
+            raise error("bad corpus")
 
     fail_after(tmp_path / "new", {"queries.jsonl": ""})  # an empty artifact is no work
     assert not (tmp_path / "new").exists()
@@ -145,3 +145,5 @@ def test_a_failed_start_is_undone_but_partial_work_is_kept(tmp_path: Path) -> No
     assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
     fail_after(tmp_path / "partial", {"queries.jsonl": '{"query_id": "q1"}\n'})
     assert (tmp_path / "partial" / "queries.jsonl").exists() and (tmp_path / "partial" / ".steps").is_dir()
+    fail_after(tmp_path / "interrupted", {}, KeyboardInterrupt)  # Ctrl-C is no failure: the run resumes
+    assert (tmp_path / "interrupted" / ".steps" / "generate.started.json").exists()

@@ -292,28 +292,50 @@ class LLMClient:
                 startup_timeout=self.config.local.startup_timeout,
                 extra_args=self.config.local.extra_args,
             )
-            server.start()
-            self._server = server
+            self._server = server  # known before it is up, so close() (Ctrl-C during start-up) can stop it
+            try:
+                server.start()
+            except BaseException:
+                server.close()
+                self._server = None
+                raise
             self._base_url = server.base_url
 
     def close(self) -> None:
-        """Stop the local server and the background loop, close the cache. Safe to call twice."""
+        """Stop the local server and the background loop, close the cache. Safe to call twice.
+
+        Also the way out of an interrupted run (Ctrl-C, SIGTERM): calls still in flight are
+        cancelled and awaited before the HTTP clients close, so none ends in a "Task exception
+        was never retrieved" or "Task was destroyed but it is pending" report, and a server
+        still starting (which blocks the loop) is stopped first.
+        """
         if self._closed:
             return
         self._closed = True
+        if self._server is not None and self._base_url is None:  # interrupted during start-up
+            self._server.close()
+            self._server = None
         if self._loop is not None:
             loop = self._loop
 
             async def _aclose_all() -> None:
+                current = asyncio.current_task()
+                pending = [task for task in asyncio.all_tasks() if task is not current]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=10)
                 for state in list(self._states.values()):
                     with contextlib.suppress(Exception):  # best effort on shutdown
                         await state.client.close()
 
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(_aclose_all(), loop).result(timeout=10)
+                asyncio.run_coroutine_threadsafe(_aclose_all(), loop).result(timeout=15)
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
                 self._thread.join(timeout=10)
+            if self._thread is None or not self._thread.is_alive():
+                loop.close()
             self._loop = None
         self._states.clear()
         if self._server is not None:
@@ -377,7 +399,11 @@ class LLMClient:
                 coro.close()
             raise
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
-        return future.result()
+        try:
+            return future.result()
+        except BaseException:  # Ctrl-C, SIGTERM turned into an exception: the calls in flight are not awaited
+            future.cancel()  # cancels the task on the loop, and with it every call it gathered
+            raise
 
     def key_for(self, request: LLMRequest) -> str:
         return cache_key(self.model, request.message_dicts(), request.params())

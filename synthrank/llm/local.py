@@ -177,7 +177,7 @@ class LocalLlamaServer:
         self._log_path = Path(log_name)
         logger.info("starting llama.cpp server for %s on %s:%d (log: %s)", self.model_path.name, self.host, self.port, log_name)
         with os.fdopen(fd, "wb") as log:
-            self._process = subprocess.Popen(
+            self._process = process = subprocess.Popen(
                 self.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -188,23 +188,29 @@ class LocalLlamaServer:
         _LIVE.add(self)
         deadline = time.monotonic() + self.startup_timeout
         url = f"http://{self.host}:{self.port}/v1/models"
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                tail = self.log_tail()
-                self._process = None
-                raise ModelError(f"the llama.cpp server for {self.model_path} exited at start-up:\n{tail}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    body = json.loads(resp.read().decode("utf-8"))
-                if any(m.get("id") == self.alias for m in body.get("data", [])):
-                    logger.info("llama.cpp server ready at %s", self.base_url)
-                    return
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            time.sleep(0.25)
-        tail = self.log_tail()
-        self.close()
-        raise ModelError(f"the llama.cpp server did not answer within {self.startup_timeout:g}s:\n{tail}")
+        try:
+            while time.monotonic() < deadline:
+                if self._process is not process:  # close() from another thread (an interrupted run)
+                    raise ModelError(f"the llama.cpp server for {self.model_path} was stopped while starting")
+                if process.poll() is not None:
+                    tail = self.log_tail()
+                    self.close()  # removes the log; its tail is in the error
+                    raise ModelError(f"the llama.cpp server for {self.model_path} exited at start-up:\n{tail}")
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        body = json.loads(resp.read().decode("utf-8"))
+                    if any(m.get("id") == self.alias for m in body.get("data", [])):
+                        logger.info("llama.cpp server ready at %s", self.base_url)
+                        return
+                except (urllib.error.URLError, OSError, ValueError):
+                    pass
+                time.sleep(0.25)
+            tail = self.log_tail()
+            self.close()
+            raise ModelError(f"the llama.cpp server did not answer within {self.startup_timeout:g}s:\n{tail}")
+        except BaseException:  # Ctrl-C or SIGTERM while the model loads: no server or log is left behind
+            self.close()
+            raise
 
     def log_tail(self, lines: int = 20) -> str:
         if self._log_path is None or not self._log_path.exists():

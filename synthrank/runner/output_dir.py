@@ -38,7 +38,9 @@ def holds_work(folder: Path, bookkeeping: Sequence[str]) -> bool:
 
 @contextmanager
 def removed_if_no_work(folder: Path, *, bookkeeping: Sequence[str]) -> Iterator[None]:
-    """On any failure of the body (an error, Ctrl-C), undo a start that wrote no work into ``folder``.
+    """When the body fails with an error, undo a start that wrote no work into ``folder``.
+
+    An interruption (Ctrl-C, SIGTERM) is no failure: the folder stays, to be resumed.
 
     Args:
         folder: the job's output folder; it may or may not exist yet.
@@ -49,7 +51,7 @@ def removed_if_no_work(folder: Path, *, bookkeeping: Sequence[str]) -> Iterator[
     existed = folder.exists()
     try:
         yield
-    except BaseException:
+    except Exception:  # not on Ctrl-C: an interrupted run keeps its folder, to be resumed
         if folder.is_dir() and not holds_work(folder, bookkeeping):
             if not existed:
                 shutil.rmtree(folder, ignore_errors=True)
