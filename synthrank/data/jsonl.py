@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthrank.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -167,12 +170,25 @@ class ResumableJsonlWriter:
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open across appends
 
     def _truncate_partial_tail(self) -> None:
+        """Cut a last line with no newline: the record being written when the process was killed.
+
+        Every record is written as one JSON line ending in ``\n`` (JSON escapes newlines inside
+        strings), so a last line without one is torn; its record was never counted as done, and
+        the step redoes it (from the response cache, for an LLM step).
+        """
         with open(self.path, "rb+") as fh:
             data = fh.read()
             if not data or data.endswith(b"\n"):
                 return
             cut = data.rfind(b"\n") + 1
             fh.truncate(cut)
+        logger.warning(
+            "%s: removed a torn last line (line %d, %d bytes with no newline) left by an interrupted run; "
+            "its record is redone",
+            self.path,
+            data.count(b"\n", 0, cut) + 1,
+            len(data) - cut,
+        )
 
     def append(self, record: dict[str, Any]) -> None:
         if self._fh is None:
