@@ -125,16 +125,33 @@ def test_embedded_default_starts_and_stops_its_own_server(tmp_path: Path) -> Non
     assert not _port_open(url), "the local server must be stopped on close"
 
 
-def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+def test_a_server_that_cannot_start_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error carries the log's tail, and the temp log goes with the failed server. Caught: ``start`` dropping
+    the exited process without ``close`` and without its ``except BaseException: close()`` (the log stayed)."""
+    import tempfile
+
     pytest.importorskip("llama_cpp")
+    logs: list[Path] = []
+    mkstemp = tempfile.mkstemp
+
+    def recording_mkstemp(*args: object, **kwargs: object) -> tuple[int, str]:
+        fd, name = mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+        logs.append(Path(name))
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", recording_mkstemp)
     bogus = tmp_path / "broken.gguf"
     bogus.write_bytes(b"GGUF" + b"\x00" * 64)
     server = LocalLlamaServer(bogus, alias="broken", startup_timeout=120)
     try:
-        with pytest.raises(ModelError, match="exited at start-up"):
+        with pytest.raises(ModelError, match="exited at start-up") as failed:
             server.start()
+        left_behind = [p for p in logs if p.exists()]  # before close(): a caller may never call it
     finally:
         server.close()
+    assert "gguf" in str(failed.value).lower()  # the log's tail says why
+    assert [p.name.startswith("synthrank-llama-server-") for p in logs] == [True]
+    assert left_behind == []
 
 
 def test_cli_generate_and_label_on_the_embedded_default(medquad_small: dict[str, Document], tmp_path: Path) -> None:

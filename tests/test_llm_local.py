@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,107 @@ def test_lazy_logprob_rows_read_like_the_full_log_softmax() -> None:
     assert isinstance(rows[0], list) and len(rows[0]) == 50
     np.testing.assert_allclose(lazy[2:][1], full[3], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.array(lazy[-2:]), full[-2:], rtol=1e-5, atol=1e-6)  # other keys: computed eagerly
+
+
+class SilentServer(LocalLlamaServer):
+    """A 'server' that starts and never answers: a model still loading."""
+
+    def command(self) -> list[str]:
+        import sys
+
+        return [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+def _silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SilentServer:
+    monkeypatch.setattr(local, "check_server_dependencies", lambda: None)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    return SilentServer(tmp_path / "m.gguf", alias="m", startup_timeout=60)
+
+
+def test_ctrl_c_while_the_model_loads_leaves_no_server_or_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caught: ``start`` without its ``except BaseException: close()`` (the server process and its temp log stayed
+    until interpreter exit, and for good after a SIGTERM)."""
+    import signal
+    import threading
+
+    server = _silent(tmp_path, monkeypatch)
+    seen: list[tuple[Any, Path | None]] = []
+
+    def interrupt() -> None:
+        seen.append((server._process, server._log_path))
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
+
+    threading.Timer(1.0, interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    [(popen, log)] = seen
+    assert popen is not None and log is not None
+    assert popen.poll() is not None, "the server process outlived the interrupted start"
+    assert not log.exists(), "the server's temp log outlived the interrupted start"
+    assert not server.running
+
+
+def test_close_from_another_thread_stops_a_start_in_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How an interrupted run stops a server its LLM thread is still starting. Caught: ``start`` polling a process
+    ``close`` already took (it reported "exited at start-up", as if the model were broken)."""
+    import threading
+    import time
+
+    server = _silent(tmp_path, monkeypatch)
+    started = threading.Event()
+    outcome: list[BaseException] = []
+
+    def start() -> None:
+        started.set()
+        try:
+            server.start()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=start)
+    worker.start()
+    started.wait()
+    time.sleep(1.0)
+    popen = server._process
+    assert popen is not None and popen.poll() is None
+    log = server._log_path
+    server.close()
+    worker.join(timeout=15)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ModelError) and "stopped while starting" in str(outcome[0])
+    assert popen.poll() is not None and log is not None and not log.exists()
+
+
+def test_ctrl_c_while_a_client_starts_its_server_stops_it_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C during the local model's start-up (which blocks the client's loop thread): ``close`` stops the
+    starting server first. Caught: ``close`` without that step (it waited 25 s on the blocked loop, and the server
+    was never stopped at all while the client only learned of it once started)."""
+    import signal
+    import threading
+    import time
+
+    from synthrank.models import gguf
+
+    silent = _silent(tmp_path, monkeypatch)
+    monkeypatch.setattr(gguf, "resolve_gguf", lambda name: silent.model_path)
+    monkeypatch.setattr(local, "LocalLlamaServer", SilentServer)
+    client = LLMClient(LLMConfig(model="m"))
+    seen: list[tuple[Any, Path | None]] = []
+
+    def interrupt() -> None:
+        server = client._server
+        seen.append((server._process, server._log_path) if server is not None else (None, None))
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
+
+    threading.Timer(1.5, interrupt).start()
+    with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(KeyboardInterrupt):
+        client.warm_up()
+    began = time.monotonic()
+    client.close()
+    assert time.monotonic() - began < 5.0
+    [(popen, log)] = seen
+    assert popen is not None and popen.poll() is not None, "the starting server was not stopped"
+    assert log is not None and not log.exists()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
