@@ -1,6 +1,6 @@
 """Gather what one `synthrank run` folder measured into a results JSON (and its report.md beside it).
 
-A run folder holds everything under git-ignored runs/; this keeps the numbers the README cites in
+A run folder holds everything under git-ignored runs/; this keeps the numbers the README and docs/ cite in
 benchmarks/results/, each traceable to the folder and the command that produced it:
 
     .venv/bin/python benchmarks/collect_run.py runs/medquad-cpu --config benchmarks/configs/medquad-cpu.yaml \\

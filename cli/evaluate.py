@@ -129,7 +129,7 @@ def _check_metrics(ctx: click.Context, param: click.Parameter, value: tuple[str,
     show_default=True,
     type=click.IntRange(1),
     help="Candidates from BM25 per query (and reranked); the depth `synthrank run` and the PyTerrier example "
-    "rerank. The README's BM25 table is --top-k 100.",
+    "rerank. The BM25 table of docs/data-and-bm25.md is --top-k 100.",
 )
 @click.option(
     "--max-queries", type=click.IntRange(1), help="Evaluate on the first N judged queries only (for quick looks)."

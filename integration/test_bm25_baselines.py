@@ -1,4 +1,4 @@
-"""BM25 baselines on the four shared sets: the numbers the README reports, reproduced."""
+"""BM25 baselines on the four shared sets: the numbers docs/data-and-bm25.md reports, reproduced."""
 
 from __future__ import annotations
 
