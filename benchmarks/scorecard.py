@@ -75,6 +75,7 @@ ROW_LABELS = {
     "inpars": "InPars-style",
     "gpl": "GPL-style",
     "st": "sentence-transformers recipe",
+    "zero-shot+bm25": "zero-shot MiniLM + BM25 fusion",
 }
 
 
@@ -372,16 +373,33 @@ class Evaluator:
         self.bm25.index(list(self.dataset.corpus.values()))
 
     def run(self, name: str, scorer: Any | None) -> dict[str, Any]:
+        return self.run_with_ranking(name, scorer)[0]
+
+    def run_with_ranking(self, name: str, scorer: Any | None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+        """The cell (metrics, per-query nDCG@10) and the reranked run itself, for fusing it with BM25's."""
         from synthrank.evaluate import evaluate_systems
 
-        metrics = ("nDCG@10", "MRR@10", f"Recall@{self.top_k}")
         t0 = time.perf_counter()
         report = evaluate_systems(self.dataset, self.bm25, {name: scorer} if scorer is not None else {},
-                                  split="test", top_k=self.top_k, metrics=metrics)  # fmt: skip
+                                  split="test", top_k=self.top_k, metrics=self.metrics)  # fmt: skip
         system = report.systems[-1]
-        return {"metrics": system.evaluation.aggregate, "per_query": system.evaluation.per_query["nDCG@10"],
-                "queries": system.evaluation.num_queries,
-                "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        self.first_stage = report.systems[0].run
+        return self.cell(system.evaluation, time.perf_counter() - t0), system.run
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("nDCG@10", "MRR@10", f"Recall@{self.top_k}")
+
+    def cell(self, evaluation: Any, seconds: float) -> dict[str, Any]:
+        return {"metrics": evaluation.aggregate, "per_query": evaluation.per_query["nDCG@10"],
+                "queries": evaluation.num_queries, "seconds": round(seconds, 1)}  # fmt: skip
+
+    def fused_with_bm25(self, ranking: dict[str, dict[str, float]], weight: float) -> dict[str, Any]:
+        """The cell of ``weight`` x z(BM25) + (1 - weight) x z(model) per query over the same top-k."""
+        from synthrank.evaluate import evaluate_run
+
+        fused = fuse_with_first_stage(self.first_stage, ranking, weight)
+        return {**self.cell(evaluate_run(fused, self.dataset.qrels, self.metrics), 0.0), "bm25_weight": weight}
 
     def scorer(self, model_dir: Path | str) -> Any:
         from synthrank.rerank import load_scorer
@@ -393,6 +411,63 @@ def evaluation_dtype() -> str:
     from synthrank.pipeline.stages import evaluation_dtype as pick
 
     return pick("auto")
+
+
+# ---------------------------------------------------------------------------------------------- BM25 fusion lever
+
+
+def zscore(values: Sequence[float]) -> list[float]:
+    mean = statistics.fmean(values)
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return [(v - mean) / std if std > 0 else 0.0 for v in values]
+
+
+def fuse_with_first_stage(first: dict[str, dict[str, float]], model: dict[str, dict[str, float]],
+                          weight: float) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Per query: weight x z(first-stage score) + (1 - weight) x z(model score) over the reranked documents."""
+    out: dict[str, dict[str, float]] = {}
+    for qid, docs in model.items():
+        ids = sorted(docs)
+        a = zscore([first[qid].get(d, min(first[qid].values(), default=0.0)) for d in ids])
+        b = zscore([docs[d] for d in ids])
+        out[qid] = {d: weight * x + (1.0 - weight) * y for d, x, y in zip(ids, a, b, strict=True)}
+    return out
+
+
+def pick_bm25_weight(folder: Path, corpus: dict[str, Any], scorer: Any) -> dict[str, Any]:
+    """The BM25 fusion weight of a run, picked on its own synthetic queries, never on an evaluation query.
+
+    The queries the judge kept (groups.jsonl; their positives as the relevant passages) are reranked over
+    their mined BM25 top-k by the *untuned* zero-shot encoder, which none of them trained, so the weight is not
+    biased towards a model that saw these positives; the same weight then fuses every trained row.
+    """
+    from synthrank.data import read_groups
+    from synthrank.evaluate import evaluate_run
+    from synthrank.evaluate.pipeline import default_document_text
+
+    relevant: dict[str, dict[str, int]] = {}
+    for g in read_groups(folder / "groups.jsonl"):
+        relevant.setdefault(g.query_id, {})[g.positive.doc_id] = 1
+    first: dict[str, dict[str, float]] = {}
+    texts: dict[str, str] = {}
+    for line in (folder / "candidates.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line) if line.strip() else None
+        if rec and rec["query_id"] in relevant:
+            first[rec["query_id"]] = {c["doc_id"]: float(c["score"]) for c in rec["candidates"] if c["doc_id"] in corpus}
+            texts[rec["query_id"]] = rec["query"]
+    pairs = [(q, d) for q, docs in first.items() for d in docs]
+    scores = scorer.score_pairs([texts[q] for q, _ in pairs], [default_document_text(corpus[d]) for _, d in pairs])
+    model: dict[str, dict[str, float]] = {}
+    for (q, d), v in zip(pairs, scores, strict=True):
+        model.setdefault(q, {})[d] = float(v)
+    qrels = {q: relevant[q] for q in first}
+    table = {}
+    for tenth in range(11):
+        fused = fuse_with_first_stage(first, model, tenth / 10)
+        table[f"{tenth / 10:.1f}"] = evaluate_run(fused, qrels, ("nDCG@10",)).aggregate["nDCG@10"]
+    best = max(table.values())
+    weight = float(min(k for k, v in table.items() if v >= best - 1e-12))  # ties: the least BM25
+    return {"weight": weight, "table": table, "queries": len(first)}
 
 
 # ---------------------------------------------------------------------------------------------- rows phase
@@ -414,6 +489,14 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
             scorer = None if base_row == "bm25" else _zero_shot(evaluator)
             card.put(key, evaluator.run(base_row, scorer))
             logger.info("%s: %s nDCG@10 %.4f", key, base_row, card.data["cells"][key]["metrics"]["nDCG@10"])
+    weight_key = cell_key(corpus.name, budget, "bm25-weight")
+    if recipe == "synthrank" and not card.has(weight_key):
+        evaluator = evaluator or evaluator_for(corpus)
+        card.put(weight_key, pick_bm25_weight(run_dir(work, corpus.name, budget), evaluator.dataset.corpus,
+                                              _zero_shot(evaluator)))  # fmt: skip
+        _, ranking = evaluator.run_with_ranking("zero-shot", _zero_shot(evaluator))
+        card.put(cell_key(corpus.name, budget, "zero-shot+bm25"),
+                 evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key]["weight"]))  # fmt: skip
     train, dev, section = training_split(folder)
     if variant and data_variant(variant, variants) is None:
         section = deep_merge(section, variants[variant].get("train") or {})
@@ -427,8 +510,11 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
         t0 = time.perf_counter()
         model_dir, info = train_row(recipe, folder, train, dev, train_qids, section, seed, out)
         train_seconds = time.perf_counter() - t0
-        result = evaluator.run(row, evaluator.scorer(model_dir))
+        result, ranking = evaluator.run_with_ranking(row, evaluator.scorer(model_dir))
         result.update(info, train_seconds=round(train_seconds, 1))
+        if recipe == "synthrank":  # the same model fused with BM25 at the run's weight (a lever: its own row)
+            fused = evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key]["weight"])
+            card.data["cells"][cell_key(corpus.name, budget, f"{row}+bm25", seed)] = fused
         card.put(key, result)
         logger.info("%s nDCG@10 %.4f (trained %.0f s)", key, result["metrics"]["nDCG@10"], train_seconds)
         shutil.rmtree(out, ignore_errors=True)  # the numbers are kept; the weights are reproducible
@@ -504,7 +590,13 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                 continue
             entry: dict[str, Any] = {"bm25": bm25["metrics"]["nDCG@10"] if bm25 else None,
                                      "zero-shot": zero["metrics"]["nDCG@10"], "rows": {}}  # fmt: skip
-            for row in rows:
+            fused_zero = card.data["cells"].get(cell_key(corpus, budget, "zero-shot+bm25"))
+            if fused_zero:
+                entry["zero-shot+bm25"] = {"mean": fused_zero["metrics"]["nDCG@10"],
+                                           "weight": fused_zero.get("bm25_weight"),
+                                           "vs_zero_shot": paired(fused_zero["per_query"], zero["per_query"])}  # fmt: skip
+            with_fusion = [x for r in rows for x in ([r, f"{r}+bm25"] if split_row(r)[0] == "synthrank" else [r])]
+            for row in with_fusion:
                 m = seed_mean(card, corpus, budget, row, seeds)
                 if m is None:
                     continue
@@ -513,11 +605,13 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                                       "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
                                       "vs_zero_shot": paired(m["per_query"], zero["per_query"])}  # fmt: skip
                 entry["rows"][row]["_per_query"] = m["per_query"]
-                variant = split_row(row)[1]
+                variant = split_row(row.removesuffix("+bm25"))[1]
                 if variant and card.data["runs"].get(f"{corpus}/{budget}@{variant}"):
                     entry["rows"][row]["llm"] = card.data["runs"][f"{corpus}/{budget}@{variant}"]["usage"].get("calls")
-                if variant and "synthrank" in entry["rows"]:
+                if (variant or row.endswith("+bm25")) and "synthrank" in entry["rows"]:
                     entry["rows"][row]["vs_synthrank"] = paired(m["per_query"], entry["rows"]["synthrank"]["_per_query"])
+                if row.endswith("+bm25") and fused_zero:
+                    entry["rows"][row]["vs_zero_shot_bm25"] = paired(m["per_query"], fused_zero["per_query"])
             peers = [r for r in PEERS if r in entry["rows"]]
             if "synthrank" in entry["rows"] and peers:
                 best = max(peers, key=lambda r: entry["rows"][r]["mean"])
@@ -539,6 +633,8 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
 
 
 def row_label(row: str) -> str:
+    if row.endswith("+bm25"):
+        return row_label(row.removesuffix("+bm25")) + " + BM25 fusion"
     recipe, variant = split_row(row)
     return ROW_LABELS[recipe] + (f" + lever `{variant}`" if variant else "")
 
@@ -555,13 +651,18 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         corpora = list(block["corpora"])
         lines.append("| row | " + " | ".join(corpora) + " |")
         lines.append("|---|" + "---:|" * len(corpora))
-        present = [r for r in meta.get("rows", ROWS)]
-        for row in ("bm25", "zero-shot", *present):
+        present = list(dict.fromkeys(r for c in block["corpora"].values() for r in c["rows"]))
+        for row in ("bm25", "zero-shot", "zero-shot+bm25", *present):
             cells = []
             for c in corpora:
                 e = block["corpora"][c]
                 if row in ("bm25", "zero-shot"):
                     cells.append(f"{e[row]:.4f}" if e.get(row) is not None else "–")
+                elif row == "zero-shot+bm25":
+                    z = e.get(row)
+                    test = z["vs_zero_shot"] if z else None
+                    cells.append(f"{z['mean']:.4f} (w {z['weight']}, {z['mean'] - e['zero-shot']:+.4f}"
+                                 + (f", p {test['p_value']:.2g})" if test else ")") if z else "–")  # fmt: skip
                 elif row in e["rows"]:
                     r = e["rows"][row]
                     test = r["vs_zero_shot"]
