@@ -632,6 +632,27 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
     return out
 
 
+ROW_RECIPES = {
+    "synthrank": "the run's own train step: LLM queries (LIMRANK's five types, one per passage), the judge's "
+                 "labels (source rejected: query dropped; judged-relevant candidates positives), BM25 negatives, "
+                 "LCE over groups of 8, MiniLM tuned as a bi-encoder for 3 epochs at 2e-5, best epoch on the "
+                 "held-out synthetic groups, merged half back with its base",
+    "inpars": "the same queries, the top half by the LLM's score of its source passage (the judge's "
+              "P(relevant); InPars v1 ranks by the generator's log-probability, which a chat endpoint does not "
+              "return), source passage positive, BM25 top-30 negatives drawn anew each epoch, pointwise BCE with one "
+              "negative per positive (monoT5's true/false), a MiniLM cross-encoder with a fresh head, 7e-5",
+    "gpl": "MiniLM tuned as a bi-encoder with MarginMSE on (query, source passage, judged candidate) "
+           "triples, the teacher margin being the LLM judge's log-odds margin (GPL's teacher is a cross-encoder), "
+           "2e-5, no merge with the base",
+    "st": "util.mine_hard_negatives with MiniLM as the embedder over the whole corpus "
+          "(5 negatives, labeled-pair) for the same training queries and positives, then CrossEncoderTrainer with "
+          "its default loss (BinaryCrossEntropyLoss) on CrossEncoder(MiniLM, num_labels=1), batch 16, 2e-5, 3 epochs",
+    "+bm25": "a row's model fused with BM25: per query weight x z(BM25 score) + (1 - weight) x z(model score) over "
+             "the same top-30, the weight picked on the run's judge-kept synthetic queries with the untuned encoder "
+             "(never on an evaluation query); 'zero-shot MiniLM + BM25 fusion' is the zero-shot model at that weight",
+}
+
+
 def row_label(row: str) -> str:
     if row.endswith("+bm25"):
         return row_label(row.removesuffix("+bm25")) + " + BM25 fusion"
@@ -645,7 +666,13 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              "zero-shot MiniLM, p = paired t-test of the seed-averaged per-query nDCG@10. LLM-minutes: calls counted "
              "from the run's artifacts times the seconds per call its steps measured on this machine (other jobs "
              "shared its 2 cores, so they are upper bounds). "
-             f"Machine: {meta['machine']}. Command: `{meta['command']}`.", ""]  # fmt: skip
+             f"Machine: {meta['machine']}. Command: `{meta.get('command', '?')}`.", ""]  # fmt: skip
+    lines += ["How each row was trained (same synthetic queries, backbone, budget and seeds; "
+              "benchmarks/scorecard.py):", ""]
+    lines += [f"- **{ROW_LABELS.get(k, '... + BM25 fusion rows')}**: {v}" for k, v in ROW_RECIPES.items()]
+    lines += [f"- **lever `{name}`**: {json.dumps(overlay)} laid over the run config"
+              for name, overlay in (meta.get("variants") or {}).items()]
+    lines.append("")
     for budget, block in summary.items():
         lines += [f"## Budget `{budget}` ({BUDGETS.get(budget, '?')} passages)", ""]
         corpora = list(block["corpora"])
@@ -783,9 +810,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             CORPORA[name] = replace(CORPORA[name], eval_queries=args.eval_queries)
     base = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
     command = "benchmarks/scorecard.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    card = Scorecard(args.output, {"top_k": args.top_k, "seeds": seeds, "budgets": dict(BUDGETS), "rows": rows,
-                                   "variants": variants,
-                                   "machine": machine(), "command": command.strip()})  # fmt: skip
+    meta = {"top_k": args.top_k, "seeds": seeds, "budgets": dict(BUDGETS), "rows": rows, "variants": variants,
+            "machine": machine()}  # fmt: skip
+    if args.phase != "report":  # the command that measured, not the one that only redrew the tables
+        meta["command"] = command.strip()
+    card = Scorecard(args.output, meta)
     missing = [c for c in corpora if not CORPORA[c].path().exists()]
     if missing:
         logger.warning("skipping corpora absent from %s: %s", SHARED, ", ".join(missing))
