@@ -186,7 +186,7 @@ def test_cli_run_refuses_foreign_folder_and_prints_config(tmp_path: Path, tiny_b
 
 
 def test_fill_negatives_tops_up_with_unjudged_mined_passages(tmp_path: Path) -> None:
-    from synthrank.pipeline.stages import fill_negatives
+    from synthrank.label import fill_negatives
 
     def p(doc_id: str, rank: int) -> Passage:
         return Passage(doc_id, f"text {doc_id}", rank=rank, score=10.0 - rank)

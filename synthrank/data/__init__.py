@@ -13,6 +13,7 @@ from synthrank.data.jsonl import (
 )
 from synthrank.data.readers import load_dataset, load_ir_dataset, read_corpus, read_qrels, read_queries
 from synthrank.data.records import Dataset, Document, Qrels, Query
+from synthrank.data.splits import split_dev, subsample_queries
 
 __all__ = [
     "Dataset",
@@ -32,6 +33,8 @@ __all__ = [
     "read_jsonl",
     "read_qrels",
     "read_queries",
+    "split_dev",
+    "subsample_queries",
     "write_groups",
     "write_json",
     "write_jsonl",

@@ -11,6 +11,7 @@ from synthrank.label.labeler import (
     candidates_from_retriever,
     read_candidates,
 )
+from synthrank.label.negatives import fill_negatives
 from synthrank.label.prompts import JUDGE_PROMPT_VERSION
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "LabelReport",
     "Labeler",
     "candidates_from_retriever",
+    "fill_negatives",
     "grade_probability",
     "read_candidates",
     "yes_probability",

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthrank.data import Dataset, TrainingGroup, load_dataset, read_groups, write_groups, write_json
+from synthrank.data.splits import split_dev, subsample_queries
 from synthrank.errors import DataError, SynthrankError
 from synthrank.retrieve import Analyzer, InMemoryBM25, Retriever
 from synthrank.runner.steps import Step, StepContext
@@ -221,7 +220,7 @@ def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
         write_groups(ctx.path("groups.jsonl"), groups)
         ctx.path("labels.jsonl").write_text("", encoding="utf-8")  # nothing judged: the marker of this step
         return {"groups": len(groups), "llm": False}
-    from synthrank.label import LabelConfig, Labeler, LLMJudge, read_candidates
+    from synthrank.label import LabelConfig, Labeler, LLMJudge, fill_negatives, read_candidates
     from synthrank.llm import LLMClient
 
     queries = read_candidates(
@@ -272,61 +271,7 @@ def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
             "false_negatives_rescued": report.false_negatives_rescued, "usage": report.usage}  # fmt: skip
 
 
-def fill_negatives(labelled_path: Path, mined_path: Path, pool_size: int, *, min_negatives: int = 1) -> tuple[int, int]:
-    """Top up each labelled group's negatives with mined ones the judge did not see, up to ``pool_size``.
-
-    The judge reads only the first ranks (where false negatives hide); the mined candidates below
-    them are kept as negatives so LCE still gets a full group, while every passage the judge
-    called relevant stays out of the negatives. Groups left with fewer than ``min_negatives`` are
-    dropped. Returns (negatives added, groups dropped).
-    """
-    mined: dict[str, list[Any]] = {}
-    for group in read_groups(mined_path):
-        mined.setdefault(group.query_id, []).extend(group.negatives)
-    labelled = read_groups(labelled_path)
-    positives: dict[str, set[str]] = {}
-    for group in labelled:
-        positives.setdefault(group.query_id, set()).add(group.positive.doc_id)
-    added = 0
-    out = []
-    for group in labelled:
-        have = {n.doc_id for n in group.negatives}
-        extra = [n for n in mined.get(group.query_id, [])
-                 if n.doc_id not in have and n.doc_id not in positives[group.query_id]]  # fmt: skip
-        room = max(0, pool_size - len(group.negatives))
-        chosen = sorted(extra, key=lambda n: (n.rank is None, n.rank or 0))[:room]
-        if len(group.negatives) + len(chosen) < min_negatives:
-            continue
-        added += len(chosen)
-        out.append(replace(group, negatives=[*group.negatives, *chosen]))
-    write_groups(labelled_path, out)
-    return added, len(labelled) - len(out)
-
-
 # ---------------------------------------------------------------------------------------------- train
-
-
-def split_dev(
-    groups: Sequence[TrainingGroup], fraction: float, seed: int
-) -> tuple[list[TrainingGroup], list[TrainingGroup]]:
-    """Hold out whole queries (all groups of a query go to one side), seeded and stable under resume."""
-    if fraction <= 0:
-        return list(groups), []
-
-    def bucket(qid: str) -> float:
-        digest = hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()
-        return int(digest[:8], 16) / 0xFFFFFFFF
-
-    train = [g for g in groups if bucket(g.query_id) >= fraction]
-    dev = [g for g in groups if bucket(g.query_id) < fraction]
-    if not dev or not train:  # tiny runs: keep at least one query on each side when possible
-        qids = sorted({g.query_id for g in groups})
-        if len(qids) < 2:
-            return list(groups), []
-        held = random.Random(seed).choice(qids)
-        train = [g for g in groups if g.query_id != held]
-        dev = [g for g in groups if g.query_id == held]
-    return train, dev
 
 
 # run-config training settings left at None take their architecture's value: (bi-encoder, cross-encoder)
@@ -385,19 +330,6 @@ def _small(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
-
-
-def subsample_queries(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
-    """At most ``n`` judged queries, drawn with a fixed seed (the same ones in every run)."""
-    qids = sorted(dataset.judged_queries())
-    if n is None or n >= len(qids):
-        return dataset
-    keep = set(random.Random(seed).sample(qids, n))
-    return replace(
-        dataset,
-        queries={q: v for q, v in dataset.queries.items() if q in keep},
-        qrels={q: v for q, v in dataset.qrels.items() if q in keep},
-    )
 
 
 def judge_cost(usage: Mapping[str, Any], depth: int) -> dict[str, Any] | None:
