@@ -13,6 +13,7 @@ from synthrank.label.labeler import (
 )
 from synthrank.label.negatives import fill_negatives
 from synthrank.label.prompts import JUDGE_PROMPT_VERSION
+from synthrank.label.step import label_to_groups
 
 __all__ = [
     "JUDGE_PROMPT_VERSION",
@@ -26,6 +27,7 @@ __all__ = [
     "candidates_from_retriever",
     "fill_negatives",
     "grade_probability",
+    "label_to_groups",
     "read_candidates",
     "yes_probability",
 ]

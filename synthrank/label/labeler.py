@@ -25,11 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthrank.config_fields import strict_from_dict
 from synthrank.data.groups import Passage, TrainingGroup, write_groups
 from synthrank.data.jsonl import ResumableJsonlWriter, iter_jsonl
 from synthrank.data.records import Document
 from synthrank.errors import DataError
-from synthrank.label.judge import JudgeItem, Judgement, LLMJudge
+from synthrank.label.judge import JudgeItem, Judgement, JudgeMode, LLMJudge
 from synthrank.retrieve.base import Retriever
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,14 @@ class LabelConfig:
         append_instruction: the group's query text is ``query + " " + instruction`` for
             instruction-following queries (they were judged with the instruction).
         batch_size: queries judged per batch.
+        judge_mode: ``"graded"`` (a 0-3 grade and a reason) or ``"binary"`` (one Yes/No token); see
+            :class:`~synthrank.label.judge.LLMJudge`.
+        yes_threshold: binary judge: the P(yes) that counts as relevant.
+        self_consistency: samples for borderline pairs (majority grade); 1 disables.
+        max_passage_chars: what the judge reads of each passage.
+        fill_negatives: top up each group with the mined negatives below the judged top-k, up to the mined
+            pool's size (:func:`~synthrank.label.label_to_groups`); ``min_negatives`` then applies to the
+            filled group, not to the judged negatives alone.
     """
 
     judge_top_k: int = 10
@@ -145,13 +154,42 @@ class LabelConfig:
     min_negatives: int = 1
     append_instruction: bool = True
     batch_size: int = 8
+    judge_mode: JudgeMode = "graded"
+    yes_threshold: float = 0.5
+    self_consistency: int = 1
+    max_passage_chars: int = 2000
+    fill_negatives: bool = False
 
     def __post_init__(self) -> None:
         if self.negative_max_grade >= self.positive_min_grade:
             raise DataError("negative_max_grade must be below positive_min_grade", field="negative_max_grade")
+        if self.judge_mode not in ("graded", "binary"):
+            raise DataError(f"unknown judge mode {self.judge_mode!r}; use 'graded' or 'binary'", field="judge_mode")
+        if not 0.0 < self.yes_threshold < 1.0:
+            raise DataError(f"must be between 0 and 1, got {self.yes_threshold}", field="yes_threshold")
+        if not isinstance(self.self_consistency, int) or self.self_consistency < 1:
+            raise DataError(f"must be an integer of at least 1, got {self.self_consistency!r}", field="self_consistency")
+        if not isinstance(self.judge_top_k, int) or self.judge_top_k < 0:
+            raise DataError(f"must be an integer of 0 or more, got {self.judge_top_k!r}", field="judge_top_k")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabelConfig:
+        """Build from a mapping (dashes count as underscores); an unknown key is a :class:`DataError` naming it."""
+        return strict_from_dict(cls, data, section="label")
+
+    def make_judge(self, client: Any) -> LLMJudge:
+        """The judge these settings describe, asking ``client``."""
+        return LLMJudge(
+            client,
+            mode=self.judge_mode,
+            relevant_grade=self.positive_min_grade,
+            self_consistency=self.self_consistency,
+            max_passage_chars=self.max_passage_chars,
+            yes_threshold=self.yes_threshold,
+        )
 
 
 @dataclass

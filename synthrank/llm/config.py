@@ -119,6 +119,29 @@ def default_cache_path() -> Path:
     return base / "llm-cache.sqlite"
 
 
+def llm_option_defaults() -> dict[str, Any]:
+    """The defaults of the flat LLM options (CLI flags, the run config's ``llm`` section), from the dataclasses.
+
+    ``concurrency`` None: 2 locally, 8 for an endpoint; ``cache`` None: the default cache file.
+    """
+    from synthrank.config_fields import field_defaults
+
+    llm, local = field_defaults(LLMConfig), field_defaults(LocalServerSettings)
+    return {
+        "model": llm["model"],
+        "base_url": llm["base_url"],
+        "api_key_env": llm["api_key_env"],
+        "concurrency": None,
+        "timeout": llm["timeout"],
+        "max_retries": llm["max_retries"],
+        "cache": None,
+        "no_cache": False,
+        "price_table": None,
+        "n_ctx": local["n_ctx"],
+        "n_threads": local["n_threads"],
+    }
+
+
 def llm_config_from_options(values: Mapping[str, Any]) -> LLMConfig:
     """An :class:`LLMConfig` from flat option values, as the CLI flags and the run config's ``llm`` section hold them.
 

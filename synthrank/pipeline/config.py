@@ -1,7 +1,9 @@
 """The settings of one end-to-end run, as one YAML file with a section per step.
 
-Every section has defaults that run on one laptop (local LLM, in-memory BM25); an unknown key is
-an error naming the section and the key, so a typo never silently falls back to a default.
+Each section starts from its step's own defaults (the step's config dataclass, as `synthrank generate|mine|
+label|train` use them), then :data:`RECIPE` lays the run's own choices over them: :data:`DEFAULTS` runs on one
+laptop (local LLM, in-memory BM25). An unknown key is an error naming the section and the key, so a typo never
+silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -17,24 +19,11 @@ from synthrank.errors import DataError
 
 QUERY_TYPES = ["keyword", "natural", "persona", "reasoning", "instruction"]
 
-DEFAULTS: dict[str, Any] = {
-    # BEIR folder, corpus JSONL/TSV file, or irds:<id>; only its passages are used for training
-    "corpus": None,
-    "llm": {
-        "model": "qwen2.5-coder-1.5b",  # packaged GGUF run by llama.cpp, or the model name at base_url
-        "base_url": None,  # any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama)
-        "api_key_env": "OPENAI_API_KEY",
-        "concurrency": None,
-        "timeout": 600.0,
-        "max_retries": 5,
-        "cache": None,  # SQLite response cache; default $SYNTHRANK_CACHE/llm-cache.sqlite
-        "no_cache": False,
-        "price_table": None,
-        "n_ctx": 4096,
-        "n_threads": None,
-    },
+# Settings of a step that no step dataclass holds (passage sampling and query filters, the BM25 backend, the
+# label ablation, the dev split): their defaults are those of the step commands, where one has the flag.
+STEP_ONLY: dict[str, dict[str, Any]] = {
     "generate": {
-        "max_passages": 32,
+        "max_passages": 100,  # `synthrank generate --max-passages`
         "sampling": "random",
         "stratify_field": None,
         "min_chars": 50,
@@ -42,20 +31,6 @@ DEFAULTS: dict[str, Any] = {
         # passages never given to the LLM: a file of document ids (one per line, '#' comments) or a list of ids,
         # e.g. every passage relevant to an evaluation question, so no score leans on queries written from test answers
         "exclude_ids": None,
-        "seed": 0,
-        "query_types": list(QUERY_TYPES),
-        "types_per_passage": 1,
-        "n_per_type": 1,
-        "personas_per_passage": 1,
-        "temperature": 0.7,
-        # the settings every MedQuAD benchmark run used: a passage's first 1,000 characters (MedQuAD's median
-        # passage is 902) and room for a JSON answer; longer prompts only make the local LLM slower
-        "max_tokens": 160,
-        "max_passage_chars": 1000,
-        "json_mode": False,  # grammar-constrained JSON answers (for weak models; ~2x slower on llama.cpp)
-        "batch_size": 4,
-        "max_queries": None,  # budget: stop once this many queries are kept
-        "max_tokens_total": None,  # budget: stop once the LLM has answered this many tokens
         "dedup": True,
         "min_words": 2,
         "max_words": 40,
@@ -64,18 +39,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "mine": {
         "backend": "memory",  # or "elasticsearch"
-        "top_k": 30,
-        "num_negatives": 15,
-        "range_min": 0,
-        "range_max": None,
-        "margin": None,
-        "sampling": "top",
-        "exclude_near_duplicates": True,
         # a cheap second opinion against false negatives: candidates this model (e.g. "minilm", the
         # zero-shot bi-encoder) scores above the source passage (minus denoise_margin) are not negatives
         "denoise_model": None,
-        "denoise_margin": 0.0,
-        "seed": 42,
         "elasticsearch": {
             "url": None,  # default $ELASTICSEARCH_URL or http://localhost:9200
             "index": None,  # default synthrank-<corpus name>
@@ -87,52 +53,101 @@ DEFAULTS: dict[str, Any] = {
             "reuse_index": True,
         },
     },
+    "label": {"enabled": True},  # false: the source passage is the only positive, mined negatives as they come
+    "train": {
+        "dev_fraction": 0.0,  # synthetic queries held out for dev nDCG@10 and best-checkpoint choice
+        "options": {},  # any other synthrank.train.TrainConfig field
+    },
+}
+
+# The keys of each section, in the order `--print-config` shows them (a run folder's fingerprints hold them too):
+# each one's default is its step dataclass' field, or STEP_ONLY's.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "generate": ("max_passages", "sampling", "stratify_field", "min_chars", "max_chars", "exclude_ids", "seed",
+                 "query_types", "types_per_passage", "n_per_type", "personas_per_passage", "temperature",
+                 "max_tokens", "max_passage_chars", "json_mode", "batch_size", "max_queries", "max_tokens_total",
+                 "dedup", "min_words", "max_words", "max_copy_ratio", "roundtrip_k"),
+    "mine": ("backend", "top_k", "num_negatives", "range_min", "range_max", "margin", "sampling",
+             "exclude_near_duplicates", "denoise_model", "denoise_margin", "seed", "elasticsearch"),
+    "label": ("enabled", "judge_mode", "yes_threshold", "judge_top_k", "fill_negatives", "positive_min_grade",
+              "negative_max_grade", "min_negatives", "self_consistency", "max_passage_chars", "batch_size"),
+    "train": ("model", "architecture", "merge_with_base", "loss", "group_size", "epochs", "batch_size",
+              "learning_rate", "max_length", "seed", "dev_fraction", "options"),
+}  # fmt: skip
+
+# `synthrank run`'s own recipe: the choices it makes over the steps' defaults, each with its reason. A step
+# command given these same settings (`synthrank label --judge-mode binary --judge-top-k 3 ...`) builds the
+# same artifact as the run.
+RECIPE: dict[str, Any] = {
+    "generate": {
+        "max_passages": 32,  # a laptop budget for the local LLM
+        "query_types": list(QUERY_TYPES),  # LIMRANK's five ("realistic" is a lever, not a default)
+        "types_per_passage": 1,  # one type per passage (seeded rotation): the same diversity for a fifth of the calls
+        # the settings every MedQuAD benchmark run used: a passage's first 1,000 characters (MedQuAD's median
+        # passage is 902) and room for a JSON answer; longer prompts only make the local LLM slower
+        "max_tokens": 160,
+        "max_passage_chars": 1000,
+    },
+    "mine": {
+        "top_k": 30,  # BM25 candidates per query: the judged top and the negative pool come from these
+        "num_negatives": 15,  # a pool of 15 below the judged top: LCE samples G-1 = 7 of them per epoch
+    },
     "label": {
-        "enabled": True,  # false: the source passage is the only positive, mined negatives as they come
-        "judge_mode": "binary",
-        "yes_threshold": 0.5,  # binary judge: P(yes) that counts as relevant
-        "judge_top_k": 3,
-        "fill_negatives": True,  # mined candidates below the judged top-k fill each group up to mine.num_negatives
-        "positive_min_grade": 2,
-        "negative_max_grade": 1,
-        "min_negatives": 1,
-        "self_consistency": 1,
+        "judge_mode": "binary",  # one Yes/No answer token instead of a grade and a reason: far fewer tokens
+        "judge_top_k": 3,  # false negatives hide in BM25's first ranks; judge only those ...
+        "fill_negatives": True,  # ... and fill each group up to mine.num_negatives with the mined candidates below
         "max_passage_chars": 1000,  # what the judge reads of each passage (as in every benchmark run)
-        "batch_size": 8,
     },
     "train": {
-        "model": "minilm",
         # the default budget writes tens of queries: too few for a fresh cross-encoder head (it needs many
         # hundreds of groups), while a bi-encoder starts as the zero-shot model and gains from a hundred;
         # "cross-encoder" is the stronger in-domain recipe for large budgets (benchmarks/configs/medquad-amx.yaml)
         "architecture": "bi-encoder",
         "merge_with_base": None,  # share of the untuned weights averaged back; None: 0.5 (bi-encoder), 0 (cross-encoder)
-        "loss": "lce",
-        "group_size": 8,
-        "epochs": 3,
-        "batch_size": 8,
         "learning_rate": None,  # None: 2e-5 for a bi-encoder, 7e-5 for a cross-encoder's fresh head
-        "max_length": 256,  # tokens per query-passage pair (cross-encoder) or per text (bi-encoder)
-        "seed": 42,
-        "dev_fraction": 0.1,  # synthetic queries held out for dev nDCG@10 and best-checkpoint choice
-        "options": {},  # any other synthrank.train.TrainConfig field
+        "epochs": 3,  # a small set: three passes, the best epoch kept by dev nDCG@10
+        "dev_fraction": 0.1,  # synthetic queries held out for dev nDCG@10, best-checkpoint choice and fusion weight
     },
-    "evaluate": {
-        "data": None,  # judged queries (BEIR folder / irds id); default: the corpus when it has qrels
-        "split": "test",
-        "top_k": 30,
-        "max_queries": None,
-        "baselines": ["bm25", "zero-shot"],  # + "llm-judge": the LLM itself as a reranker (slow)
-        "zero_shot_model": "minilm",
-        # + a row fusing the trained model with the zero-shot one, weight picked on the held-out synthetic groups
-        "fusion": True,
-        "llm_judge_max_queries": 50,
-        "llm_judge_top_k": None,  # BM25 depth the judge (and, on its subset, every system) reranks; None: top_k
-        "batch_size": 64,
-        # "auto": bf16/fp16 on CUDA, bf16 autocast on a CPU with AMX or AVX512-BF16 (2-3x faster, rankings as
-        # in fp32), fp32 on other CPUs; every system of the evaluation scores in the same precision
-        "dtype": "auto",
-    },
+}
+
+
+def _step_dataclasses() -> dict[str, type]:
+    from synthrank.label.labeler import LabelConfig
+    from synthrank.mine.miner import MiningConfig
+    from synthrank.synthesize.generator import GenerationConfig
+    from synthrank.train.config import TrainConfig
+
+    return {"generate": GenerationConfig, "mine": MiningConfig, "label": LabelConfig, "train": TrainConfig}
+
+
+def step_defaults() -> dict[str, Any]:
+    """Every section at the step's own defaults (the dataclasses', then STEP_ONLY's), before the recipe."""
+    from synthrank.config_fields import field_defaults
+    from synthrank.llm.config import llm_option_defaults
+
+    out: dict[str, Any] = {"corpus": None, "llm": llm_option_defaults()}
+    for name, cls in _step_dataclasses().items():
+        fields = {**field_defaults(cls), **STEP_ONLY.get(name, {})}
+        out[name] = {key: copy.deepcopy(fields[key]) for key in SECTION_KEYS[name]}
+    out["evaluate"] = copy.deepcopy(EVALUATE)
+    return out
+
+
+EVALUATE: dict[str, Any] = {
+    "data": None,  # judged queries (BEIR folder / irds id); default: the corpus when it has qrels
+    "split": "test",
+    "top_k": 30,
+    "max_queries": None,
+    "baselines": ["bm25", "zero-shot"],  # + "llm-judge": the LLM itself as a reranker (slow)
+    "zero_shot_model": "minilm",
+    # + a row fusing the trained model with the zero-shot one, weight picked on the held-out synthetic groups
+    "fusion": True,
+    "llm_judge_max_queries": 50,
+    "llm_judge_top_k": None,  # BM25 depth the judge (and, on its subset, every system) reranks; None: top_k
+    "batch_size": 64,
+    # "auto": bf16/fp16 on CUDA, bf16 autocast on a CPU with AMX or AVX512-BF16 (2-3x faster, rankings as
+    # in fp32), fp32 on other CPUs; every system of the evaluation scores in the same precision
+    "dtype": "auto",
 }
 
 
@@ -149,6 +164,10 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str, source: 
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+# the steps' defaults with the recipe laid over them: what `synthrank run` runs when nothing else is said
+DEFAULTS: dict[str, Any] = _merge(step_defaults(), RECIPE, "", "the recipe")
 
 
 def load_run_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from synthrank.data.splits import split_dev, subsample_queries
 from synthrank.errors import DataError, SynthrankError
 from synthrank.retrieve import Analyzer, InMemoryBM25, Retriever
 from synthrank.runner.steps import Step, StepContext
+from synthrank.train.config import ARCHITECTURE_DEFAULTS
 
 if TYPE_CHECKING:
     from synthrank.train import TrainConfig
@@ -220,42 +221,19 @@ def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
         write_groups(ctx.path("groups.jsonl"), groups)
         ctx.path("labels.jsonl").write_text("", encoding="utf-8")  # nothing judged: the marker of this step
         return {"groups": len(groups), "llm": False}
-    from synthrank.label import LabelConfig, Labeler, LLMJudge, fill_negatives, read_candidates
+    from synthrank.label import LabelConfig, label_to_groups, read_candidates
     from synthrank.llm import LLMClient
 
     queries = read_candidates(
         ctx.path("candidates.jsonl"), corpus=run.dataset.corpus, queries=ctx.path("queries.jsonl")
     )
-    config = LabelConfig(
-        judge_top_k=lab["judge_top_k"],
-        positive_min_grade=lab["positive_min_grade"],
-        negative_max_grade=lab["negative_max_grade"],
-        # with filling, the minimum applies to the filled pool (below), not to the judged negatives alone
-        min_negatives=0 if lab["fill_negatives"] else lab["min_negatives"],
-        batch_size=lab["batch_size"],
-    )
+    config = LabelConfig.from_dict({k: v for k, v in lab.items() if k != "enabled"})
     with LLMClient(llm_config(run.config)) as client:
-        judge = LLMJudge(
-            client,
-            mode=lab["judge_mode"],
-            relevant_grade=lab["positive_min_grade"],
-            self_consistency=lab["self_consistency"],
-            max_passage_chars=lab["max_passage_chars"],
-            yes_threshold=lab["yes_threshold"],
-        )
-        report = Labeler(judge, run.dataset.corpus, config).label(
-            queries, ctx.output_dir, show_progress=run.show_progress
-        )
-    stats = report.to_dict()
-    if lab["fill_negatives"]:
-        stats["filled_negatives"], stats["dropped_few_negatives_after_fill"] = fill_negatives(
-            ctx.path("groups.jsonl"),
-            ctx.path("mined_groups.jsonl"),
-            int(run.config["mine"]["num_negatives"]),
-            min_negatives=int(lab["min_negatives"]),
-        )
-        report.groups -= stats["dropped_few_negatives_after_fill"]
-        stats["groups"] = report.groups
+        report, stats = label_to_groups(
+            client, run.dataset.corpus, queries, config, ctx.output_dir,
+            mined_groups=ctx.path("mined_groups.jsonl"), pool_size=int(run.config["mine"]["num_negatives"]),
+            show_progress=run.show_progress,
+        )  # fmt: skip
     write_json(ctx.path("label_stats.json"), stats)
     if report.pairs_failed:
         raise SynthrankError(
@@ -274,24 +252,22 @@ def run_label(run: RunContext, ctx: StepContext) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- train
 
 
-# run-config training settings left at None take their architecture's value: (bi-encoder, cross-encoder)
-ARCHITECTURE_DEFAULTS: dict[str, tuple[Any, Any]] = {"learning_rate": (2e-5, 7e-5), "merge_with_base": (0.5, 0.0)}
+def train_config_from_section(section: Mapping[str, Any]) -> TrainConfig:
+    """The trainer's settings from a run config's ``train`` section (its ``options`` are TrainConfig fields too).
 
-
-def train_config_from_section(section: dict[str, Any]) -> TrainConfig:
-    """The trainer's settings from a run config's ``train`` section (its ``options`` are TrainConfig fields too)."""
+    ``learning_rate`` and ``merge_with_base`` left out or at None follow the architecture
+    (:data:`~synthrank.train.config.ARCHITECTURE_DEFAULTS`).
+    """
     from synthrank.train import TrainConfig
 
     fields = {k: v for k, v in section.items() if k not in ("dev_fraction", "options")}
     fields.update(section.get("options") or {})
-    bi = fields.get("architecture", "cross-encoder") == "bi-encoder"
-    for key, (bi_default, ce_default) in ARCHITECTURE_DEFAULTS.items():
-        if fields.get(key) is None:
-            fields[key] = bi_default if bi else ce_default
+    for key in ARCHITECTURE_DEFAULTS:
+        fields.setdefault(key, None)
     return TrainConfig.from_dict(fields)
 
 
-def _train_fingerprint(section: dict[str, Any]) -> dict[str, Any]:
+def _train_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
     """The trainer's own fingerprint of the resolved settings (plus the dev split), not the YAML as written: an
     unset value and its explicit equal match, and settings added later do not restart runs at their defaults."""
     return {**train_config_from_section(section).fingerprint(), "dev_fraction": section["dev_fraction"]}

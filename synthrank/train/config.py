@@ -7,6 +7,7 @@ continue an old run. Operational settings (how often to checkpoint, CPU threads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -25,6 +26,9 @@ ARCHITECTURES: tuple[str, ...] = ("cross-encoder", "bi-encoder")
 NON_SEMANTIC: frozenset[str] = frozenset(
     {"save_every", "keep_checkpoints", "num_threads", "dev_batch_size", "device", "log_every"}
 )
+# settings whose default follows the architecture: a None given to from_dict takes (bi-encoder, cross-encoder)'s
+# value. A bi-encoder starts as the zero-shot model and needs a gentle rate; a cross-encoder's fresh head a faster one.
+ARCHITECTURE_DEFAULTS: dict[str, tuple[Any, Any]] = {"learning_rate": (2e-5, 7e-5), "merge_with_base": (0.5, 0.0)}
 # settings added after runs were checkpointed: left out of the fingerprint at their default, so those runs still resume
 LATER_DEFAULTS: dict[str, Any] = {"architecture": "cross-encoder", "similarity_temperature": 0.05, "merge_with_base": 0.0}
 
@@ -173,8 +177,12 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping (YAML keys may use dashes); an unknown key raises :class:`DataError` naming it."""
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping (YAML keys may use dashes); an unknown key raises :class:`DataError` naming it.
+
+        A ``None`` for a setting of :data:`ARCHITECTURE_DEFAULTS` (``learning_rate``, ``merge_with_base``) takes
+        the chosen architecture's value; a key left out keeps the dataclass default.
+        """
         known = {f.name for f in fields(cls)}
         clean: dict[str, Any] = {}
         for key, value in data.items():
@@ -182,6 +190,10 @@ class TrainConfig:
             if name not in known:
                 raise DataError(f"unknown training setting; known: {', '.join(sorted(known))}", field=str(key))
             clean[name] = value
+        bi = clean.get("architecture", cls.architecture) == "bi-encoder"
+        for name, (bi_default, ce_default) in ARCHITECTURE_DEFAULTS.items():
+            if name in clean and clean[name] is None:
+                clean[name] = bi_default if bi else ce_default
         try:
             return cls(**clean)
         except TypeError as exc:  # pragma: no cover - all fields have defaults
