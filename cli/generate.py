@@ -10,9 +10,14 @@ from typing import Any, TypeVar
 
 import click
 
+from synthrank.config_fields import field_defaults
+from synthrank.llm.config import llm_option_defaults
+from synthrank.synthesize.generator import GenerationConfig
 from synthrank_cli.options import friendly_errors, load_config, merge_config, prepare_output_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_D = field_defaults(GenerationConfig)  # every default below that GenerationConfig has is its field's
 
 LLM_OPTION_NAMES = (
     "model", "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "cache", "no_cache",
@@ -21,11 +26,12 @@ LLM_OPTION_NAMES = (
 
 
 def llm_options(func: F) -> F:
-    """The endpoint/model/limits options every LLM-backed command takes."""
+    """The endpoint/model/limits options every LLM-backed command takes (defaults: the LLM config dataclasses')."""
+    llm = llm_option_defaults()
     options = [
         click.option(
             "--model",
-            default="qwen2.5-coder-1.5b",
+            default=llm["model"],
             show_default=True,
             help="Model served by --base-url; without it, a GGUF for the local llama.cpp server: a packaged "
             "name (see `synthrank models list`), a .gguf path, or org/repo:file.gguf.",
@@ -37,15 +43,15 @@ def llm_options(func: F) -> F:
         ),
         click.option(
             "--api-key-env",
-            default="OPENAI_API_KEY",
+            default=llm["api_key_env"],
             show_default=True,
             help="Name of the environment variable holding the API key (the key is never logged or saved).",
         ),
         click.option("--concurrency", default=None, type=int, help="Requests in flight (default 2 local, 8 remote)."),
-        click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds per call."),
+        click.option("--timeout", default=llm["timeout"], show_default=True, type=float, help="Seconds per call."),
         click.option(
             "--max-retries",
-            default=5,
+            default=llm["max_retries"],
             show_default=True,
             type=int,
             help="Retries on 429/5xx/timeouts, with exponential backoff (Retry-After honoured).",
@@ -64,7 +70,7 @@ def llm_options(func: F) -> F:
             type=click.Path(exists=True, dir_okay=False),
             help="JSON/YAML: model -> {prompt, completion} USD per 1M tokens (for the cost report).",
         ),
-        click.option("--n-ctx", default=4096, show_default=True, type=int, help="Context size of the local model."),
+        click.option("--n-ctx", default=llm["n_ctx"], show_default=True, type=int, help="Context size of the local model."),
         click.option("--n-threads", default=None, type=int, help="CPU threads of the local model (default: all)."),
     ]
     for option in reversed(options):
@@ -102,19 +108,19 @@ def _split(value: Any) -> list[str]:
 )
 @click.option(
     "--query-types",
-    default="keyword,natural,persona,reasoning,instruction",
+    default=",".join(_D["query_types"]),
     show_default=True,
     help="Comma-separated query types: LIMRANK's five, and realistic (users' own register: a first-person message, "
     "a terse fragment, a claim to check, or an everyday description; one style drawn per passage).",
 )
-@click.option("--n-per-type", default=1, show_default=True, type=int, help="Queries per passage and type.")
+@click.option("--n-per-type", default=_D["n_per_type"], show_default=True, type=int, help="Queries per passage and type.")
 @click.option(
     "--types-per-passage",
     default=None,
     type=int,
     help="Ask each passage for only this many of the types (seeded rotation): fewer calls, same diversity.",
 )
-@click.option("--personas-per-passage", default=1, show_default=True, type=int)
+@click.option("--personas-per-passage", default=_D["personas_per_passage"], show_default=True, type=int)
 @click.option(
     "--personas",
     "personas_file",
@@ -122,9 +128,9 @@ def _split(value: Any) -> list[str]:
     type=click.Path(exists=True, dir_okay=False),
     help="Extra personas: YAML {daily_life: [...], expert: [...]} or one per line ('expert: ' prefix).",
 )
-@click.option("--temperature", default=0.7, show_default=True, type=float)
-@click.option("--max-tokens", default=256, show_default=True, type=int, help="Answer tokens per call.")
-@click.option("--max-passage-chars", default=2000, show_default=True, type=int)
+@click.option("--temperature", default=_D["temperature"], show_default=True, type=float)
+@click.option("--max-tokens", default=_D["max_tokens"], show_default=True, type=int, help="Answer tokens per call.")
+@click.option("--max-passage-chars", default=_D["max_passage_chars"], show_default=True, type=int)
 @click.option("--json-mode", is_flag=True, help="Ask for response_format=json_object (slower on llama.cpp).")
 @click.option(
     "--sample",
@@ -144,7 +150,7 @@ def _split(value: Any) -> list[str]:
 @click.option("--length-bins", default=4, show_default=True, type=int)
 @click.option("--min-chars", default=50, show_default=True, type=int, help="Skip passages shorter than this.")
 @click.option("--max-chars", default=None, type=int, help="Skip passages longer than this.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=_D["seed"], show_default=True, type=int)
 @click.option("--max-passages", default=100, show_default=True, type=int, help="Budget: passages to sample (0: all).")
 @click.option("--max-queries", default=None, type=int, help="Budget: stop after this many kept queries.")
 @click.option("--max-tokens-total", default=None, type=int, help="Budget: stop after this many LLM tokens.")
@@ -166,7 +172,7 @@ def _split(value: Any) -> list[str]:
     help="Round-trip filter: source must be in BM25's top-k (0 disables).",
 )
 @click.option("--roundtrip-judge", is_flag=True, help="Give round-trip failures a second chance with the LLM judge.")
-@click.option("--batch-size", default=4, show_default=True, type=int, help="Passages whose calls are sent together.")
+@click.option("--batch-size", default=_D["batch_size"], show_default=True, type=int, help="Passages whose calls are sent together.")
 @llm_options
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output folder (resumes what is there).")
 @click.pass_context

@@ -9,9 +9,13 @@ from typing import Any
 
 import click
 
+from synthrank.config_fields import field_defaults
+from synthrank.mine.miner import MiningConfig
 from synthrank_cli.options import friendly_errors, load_config, merge_config, prepare_output_dir
 
 OUTPUTS = ("candidates.jsonl", "groups.jsonl", "mine_config.json", "mine_stats.json")
+_D = field_defaults(MiningConfig)  # every default below that MiningConfig has is its field's
+_OPTION = {"exclude_near_duplicates": "dedup"}  # MiningConfig fields whose option has another name
 
 
 @click.command()
@@ -46,9 +50,9 @@ OUTPUTS = ("candidates.jsonl", "groups.jsonl", "mine_config.json", "mine_stats.j
 @click.option("--es-verify-certs/--es-no-verify-certs", default=True, show_default=True, help="Verify TLS certificates.")
 @click.option("--es-shards", default=1, show_default=True, type=click.IntRange(1),
               help="Primary shards of a new index (more than one searches with dfs_query_then_fetch).")
-@click.option("--top-k", default=100, show_default=True, type=click.IntRange(1), help="BM25 candidates per query.")
-@click.option("--num-negatives", default=16, show_default=True, type=click.IntRange(1), help="Negatives kept per group.")
-@click.option("--range-min", default=0, show_default=True, type=click.IntRange(0),
+@click.option("--top-k", default=_D["top_k"], show_default=True, type=click.IntRange(1), help="BM25 candidates per query.")
+@click.option("--num-negatives", default=_D["num_negatives"], show_default=True, type=click.IntRange(1), help="Negatives kept per group.")
+@click.option("--range-min", default=_D["range_min"], show_default=True, type=click.IntRange(0),
               help="Valid candidates skipped at the top (likeliest unlabelled positives).")
 @click.option("--range-max", default=None, type=click.IntRange(1), help="Consider valid candidates up to this position.")
 @click.option("--margin", default=None, type=float,
@@ -56,18 +60,18 @@ OUTPUTS = ("candidates.jsonl", "groups.jsonl", "mine_config.json", "mine_stats.j
 @click.option("--absolute-margin", default=None, type=float, help="Drop candidates scoring above s_pos - margin.")
 @click.option("--max-score", default=None, type=float, help="Drop candidates scoring above this.")
 @click.option("--min-score", default=None, type=float, help="Drop candidates scoring below this.")
-@click.option("--sampling", default="top", show_default=True, type=click.Choice(["top", "random"]),
+@click.option("--sampling", default=_D["sampling"], show_default=True, type=click.Choice(["top", "random"]),
               help="Take the top of the window, or sample it at random (seeded per query).")
-@click.option("--dedup/--no-dedup", default=True, show_default=True,
+@click.option("--dedup/--no-dedup", default=_D["exclude_near_duplicates"], show_default=True,
               help="Exclude near-duplicates (normalised text) of positives and repeated negatives.")
-@click.option("--min-negatives", default=1, show_default=True, type=click.IntRange(0),
+@click.option("--min-negatives", default=_D["min_negatives"], show_default=True, type=click.IntRange(0),
               help="Queries with fewer negatives get no group.")
-@click.option("--seed", default=42, show_default=True, type=int, help="Seed of --sampling random.")
+@click.option("--seed", default=_D["seed"], show_default=True, type=int, help="Seed of --sampling random.")
 @click.option("--denoise-model", default=None,
               help="A second model (e.g. minilm, the zero-shot bi-encoder) that vetoes candidates it scores above a positive.")
-@click.option("--denoise-margin", default=0.0, show_default=True, type=float,
+@click.option("--denoise-margin", default=_D["denoise_margin"], show_default=True, type=float,
               help="With --denoise-model: drop candidates it scores above d_pos - margin.")
-@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1),
+@click.option("--batch-size", default=_D["batch_size"], show_default=True, type=click.IntRange(1),
               help="Queries retrieved and written per step.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output folder (resumes what is there).")
@@ -90,18 +94,12 @@ def mine(ctx: click.Context, output_dir: str, config_file: str | None, overwrite
 def _mine(ctx: click.Context, output_dir: str, config_file: str | None, overwrite: bool, restart: bool,
           **options: Any) -> None:
     from synthrank.data import load_dataset, write_json
-    from synthrank.mine import HardNegativeMiner, MiningConfig, read_mining_queries, read_positives
+    from synthrank.mine import HardNegativeMiner, read_mining_queries, read_positives
 
     v = merge_config(ctx, load_config(config_file), **options)
     out = prepare_output_dir(output_dir, overwrite=overwrite or restart)
     try:
-        config = MiningConfig(
-            top_k=v["top_k"], num_negatives=v["num_negatives"], range_min=v["range_min"], range_max=v["range_max"],
-            margin=v["margin"], absolute_margin=v["absolute_margin"], max_score=v["max_score"],
-            min_score=v["min_score"], sampling=v["sampling"], exclude_near_duplicates=v["dedup"],
-            min_negatives=v["min_negatives"], seed=v["seed"], batch_size=v["batch_size"],
-            denoise_margin=v["denoise_margin"],
-        )
+        config = MiningConfig.from_dict({name: v[_OPTION.get(name, name)] for name in _D})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
