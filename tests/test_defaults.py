@@ -196,3 +196,25 @@ def test_label_fill_negatives_names_the_missing_pool(tiny_beir: Path, tmp_path: 
     result = CliRunner().invoke(main, [*args, "--output-dir", str(tmp_path / "b")])
     assert result.exit_code == 2 and "mine_config.json; give --num-negatives" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any work
+
+
+def test_haystack_components_default_to_the_dataclass_fields() -> None:
+    """Haystack serialises a component by its init arguments, so they keep literal defaults: the same ones."""
+    pytest.importorskip("haystack")
+    import inspect
+
+    from haystack_synthrank import HardNegativeMiner, LCETrainer, LLMRelevanceLabeler, SyntheticQueryGenerator
+
+    pairs = [(HardNegativeMiner, MiningConfig, {}), (LCETrainer, TrainConfig, {}),
+             (SyntheticQueryGenerator, GenerationConfig, {}), (LLMRelevanceLabeler, LabelConfig, {"mode": "judge_mode"})]  # fmt: skip
+    for component, cls, field_names in pairs:
+        defaults = field_defaults(cls)
+        shared = 0
+        for name, param in inspect.signature(component.__init__).parameters.items():
+            field = field_names.get(name, name)
+            if field not in defaults or param.default is inspect.Parameter.empty:
+                continue
+            if not (field == "query_types" and param.default is None):  # None: every default type
+                assert param.default == defaults[field], f"{component.__name__}({name}=...)"
+            shared += 1
+        assert shared >= 3, component.__name__
