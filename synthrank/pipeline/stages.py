@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +134,7 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
 
 def generation_passages(run: RunContext) -> list[Any]:
     """The passages the LLM writes queries for: the ``generate`` section's seeded sample, exclusions removed."""
-    from synthrank.synthesize import sample_passages
+    from synthrank.synthesize import read_excluded_ids, sample_passages
 
     g = run.config["generate"]
     excluded = read_excluded_ids(g["exclude_ids"], run.dataset.corpus)
@@ -147,37 +147,6 @@ def generation_passages(run: RunContext) -> list[Any]:
         min_chars=g["min_chars"],
         max_chars=g["max_chars"],
     )
-
-
-def read_excluded_ids(source: str | Path | Sequence[str] | None, corpus: Mapping[str, Any]) -> set[str]:
-    """The ids of ``generate.exclude_ids``: a file (one id per line, ``#`` comments) or a list.
-
-    An id the corpus does not hold is an error naming the file and line: a typo would otherwise leave a
-    passage in generation that the user believes is excluded.
-    """
-    if source is None:
-        return set()
-    entries: list[tuple[str, int | None]] = []
-    where: str | None = None
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise DataError("exclude_ids file does not exist", path=path, field="generate.exclude_ids")
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            doc_id = line.split("#", 1)[0].strip()
-            if doc_id:
-                entries.append((doc_id, lineno))
-    elif isinstance(source, Sequence):
-        entries = [(str(doc_id), None) for doc_id in source]
-    else:
-        raise DataError(f"must be a file path or a list of ids, got {type(source).__name__}", field="generate.exclude_ids")
-    for doc_id, at in entries:
-        if doc_id not in corpus:
-            raise DataError(f"names unknown document {doc_id!r}", path=where, line=at, field="generate.exclude_ids")
-    excluded = {doc_id for doc_id, _ in entries}
-    logger.info("%d passages excluded from generation (generate.exclude_ids)", len(excluded))
-    return excluded
 
 
 # ---------------------------------------------------------------------------------------------- mine

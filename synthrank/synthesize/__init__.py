@@ -14,7 +14,7 @@ from synthrank.synthesize.filters import (
 )
 from synthrank.synthesize.generator import GenerationConfig, GenerationReport, QueryGenerator, generate_queries
 from synthrank.synthesize.prompts import PROMPT_VERSION, QUERY_TYPES, PersonaSet, generation_messages
-from synthrank.synthesize.sampling import STRATEGIES, read_doc_meta, sample_passages
+from synthrank.synthesize.sampling import STRATEGIES, read_doc_meta, read_excluded_ids, sample_passages
 
 __all__ = [
     "FILTER_ORDER",
@@ -35,5 +35,6 @@ __all__ = [
     "generation_messages",
     "normalize",
     "read_doc_meta",
+    "read_excluded_ids",
     "sample_passages",
 ]

@@ -8,6 +8,7 @@ the response cache).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,8 @@ from typing import Any, Literal
 from synthrank.data.jsonl import open_text
 from synthrank.data.records import Document
 from synthrank.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 Strategy = Literal["random", "stratified", "length"]
 STRATEGIES: tuple[str, ...] = ("random", "stratified", "length")
@@ -117,3 +120,34 @@ def sample_passages(
         size = len(d.full_text())
         by_bin[sum(size >= c for c in cuts)].append(d)
     return _round_robin(by_bin, want, rng)
+
+
+def read_excluded_ids(source: str | Path | Sequence[str] | None, corpus: Mapping[str, Any]) -> set[str]:
+    """The ids of ``generate.exclude_ids``: a file (one id per line, ``#`` comments) or a list.
+
+    An id the corpus does not hold is an error naming the file and line: a typo would otherwise leave a
+    passage in generation that the user believes is excluded.
+    """
+    if source is None:
+        return set()
+    entries: list[tuple[str, int | None]] = []
+    where: str | None = None
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise DataError("exclude_ids file does not exist", path=path, field="generate.exclude_ids")
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            doc_id = line.split("#", 1)[0].strip()
+            if doc_id:
+                entries.append((doc_id, lineno))
+    elif isinstance(source, Sequence):
+        entries = [(str(doc_id), None) for doc_id in source]
+    else:
+        raise DataError(f"must be a file path or a list of ids, got {type(source).__name__}", field="generate.exclude_ids")
+    for doc_id, at in entries:
+        if doc_id not in corpus:
+            raise DataError(f"names unknown document {doc_id!r}", path=where, line=at, field="generate.exclude_ids")
+    excluded = {doc_id for doc_id, _ in entries}
+    logger.info("%d passages excluded from generation (generate.exclude_ids)", len(excluded))
+    return excluded
