@@ -24,7 +24,7 @@ ARCHITECTURES: tuple[str, ...] = ("cross-encoder", "bi-encoder")
 
 # settings that never change the trained weights: a resumed run may change them
 NON_SEMANTIC: frozenset[str] = frozenset(
-    {"save_every", "keep_checkpoints", "num_threads", "dev_batch_size", "device", "log_every"}
+    {"save_every", "keep_checkpoints", "num_threads", "dev_batch_size", "device", "log_every", "activation_budget_mb"}
 )
 # settings whose default follows the architecture: a None given to from_dict takes (bi-encoder, cross-encoder)'s
 # value. A bi-encoder starts as the zero-shot model and needs a gentle rate; a cross-encoder's fresh head a faster one.
@@ -82,6 +82,10 @@ class TrainConfig:
         dev_batch_size: pairs per forward pass when scoring the dev set.
         log_every: optimizer steps between log lines (the progress bar updates every step).
         trust_remote_code: allow model code shipped with the model (off: it runs arbitrary code).
+        activation_budget_mb: a training step whose kept activations would exceed this many MiB (estimated
+            from its passes' token counts, :func:`synthrank.train.memory.activation_bytes`) recomputes each
+            pass in backward instead of keeping it: the same weights, one more forward per pass (0: every
+            step; ``None``: never). Ignored with ``gradient_checkpointing`` (already per layer) or DDP.
 
     Example:
         >>> cfg = TrainConfig(model="minilm", loss="lce", group_size=8, epochs=1, batch_size=8)
@@ -123,6 +127,7 @@ class TrainConfig:
     dev_batch_size: int = 64
     log_every: int = 50
     trust_remote_code: bool = False
+    activation_budget_mb: int | None = 1536
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -155,6 +160,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise DataError(f"must be an integer of 0 or more, got {value!r}", field=name)
+        budget = self.activation_budget_mb
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 0):
+            raise DataError(f"must be an integer of 0 or more or null, got {budget!r}", field="activation_budget_mb")
         for name in ("max_steps", "negative_pool", "num_threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

@@ -61,6 +61,7 @@ from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng
 from synthrank.train.config import TrainConfig
 from synthrank.train.data import GroupSampler, SampledGroup, groups_fingerprint, load_groups
 from synthrank.train.dev import DevSet
+from synthrank.train.memory import MIB, EncoderShape, activation_bytes, release_free_memory, release_on_backward
 from synthrank.train.report import write_model_card, write_plots
 
 logger = logging.getLogger(__name__)
@@ -411,6 +412,7 @@ class RerankerTrainer:
         show_progress: bool,
     ) -> TrainResult:
         import torch
+        from torch.utils.checkpoint import checkpoint
         from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
 
@@ -479,19 +481,42 @@ class RerankerTrainer:
             autocast = contextlib.nullcontext
         bucket = 0 if distributed else cfg.length_bucket_rows  # DDP wants one forward per backward
         pad_id = int(tokenizer.pad_token_id)
+        # passes of a step over the activation budget are recomputed in backward (see synthrank.train.memory)
+        budget = None if distributed or cfg.gradient_checkpointing else cfg.activation_budget_mb
+        shape = EncoderShape.from_config(raw_model.config)
+        recomputed_batches = 0
 
         def in_length_order(ids: list[list[int]], types: list[list[int]] | None, run: Callable[[Any], Any]) -> Any:
-            """``run(inputs)`` over the rows of ``ids`` in length-sorted passes of ``bucket`` rows, back in row order."""
+            """``run(inputs)`` over the rows of ``ids`` in length-sorted passes of ``bucket`` rows, back in row order.
+
+            When the passes' activations would exceed the budget, each pass is checkpointed: only its inputs and
+            output are kept, and backward recomputes it (same RNG draws, same autocast) just before its gradient.
+            """
+            nonlocal recomputed_batches
             n = len(ids)
             rows = max(1, bucket) if bucket else n
             order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
+            passes = [order[start : start + rows] for start in range(0, n, rows)]
+            recompute = (
+                budget is not None
+                and torch.is_grad_enabled()
+                and activation_bytes([(len(p), max(len(ids[i]) for i in p)) for p in passes], shape) > budget * MIB
+            )
+            if recompute and not recomputed_batches and is_main:
+                logger.info("a batch's activations exceed activation_budget_mb (%d MiB): its passes are recomputed "
+                            "in backward (same gradients, one more forward each)", budget)
+            recomputed_batches += recompute
             outs = []
             with autocast():
-                for start in range(0, n, rows):
-                    idx = order[start : start + rows]
+                for idx in passes:
                     inputs = collate([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
                                      pad_id, device)
-                    outs.append(run(inputs))
+                    if recompute:
+                        out = checkpoint(run, inputs, use_reentrant=False)
+                        outs.append(release_on_backward(out))
+                        release_free_memory()
+                    else:
+                        outs.append(run(inputs))
             flat = torch.cat(outs).float()
             inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
             return flat[inverse]
@@ -616,6 +641,7 @@ class RerankerTrainer:
                     optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                release_free_memory()
                 global_step += 1
                 segment_groups += len(window)
                 step_seconds = time.perf_counter() - t_step
@@ -683,6 +709,7 @@ class RerankerTrainer:
                                                evaluate if dev is not None else None)
         metrics = self._metrics(state, sampler, dev, fingerprint, source, base_path, device, precision,
                                 total_steps, steps_per_epoch, started)
+        metrics["recomputed_batches"] = recomputed_batches
         if cfg.merge_with_base:
             metrics["merge_with_base"] = cfg.merge_with_base
             metrics["merged_dev"] = merged_dev
