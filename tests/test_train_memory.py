@@ -84,3 +84,56 @@ def _base(model: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return dict(load_file(str(model / "model.safetensors")))
+
+
+# --------------------------------------------------------------------------- the run's peak, before it starts
+
+
+def _minilm_config() -> object:
+    from transformers import BertConfig
+
+    return BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+
+
+def test_worst_case_peak_of_the_run_defaults_matches_what_was_measured() -> None:
+    from synthrank.train.memory import estimate_train_peak, parameter_count
+
+    assert parameter_count(_minilm_config()) == pytest.approx(22_713_216, rel=0.01)  # all-MiniLM-L6-v2
+    bi = TrainConfig(architecture="bi-encoder")  # `synthrank run`'s train step: 8 groups of 1 + 8 texts, 256 tokens
+    kept = estimate_train_peak(TrainConfig(architecture="bi-encoder", activation_budget_mb=None), _minilm_config())
+    assert not kept.recomputed and 9000 < kept.total < 10500  # measured: 9.2 GB on SciFact's long passages
+    default = estimate_train_peak(bi, _minilm_config())
+    assert default.recomputed and default.total < 3300  # a batch just under the 1536 MiB budget is the worst case
+    floor = estimate_train_peak(TrainConfig(architecture="bi-encoder", activation_budget_mb=0), _minilm_config())
+    assert floor.total < 1900 < default.total  # measured: 1.8 GB with every pass recomputed
+
+
+def test_fit_train_memory_keeps_lowers_the_budget_or_refuses(caplog: pytest.LogCaptureFixture) -> None:
+    from synthrank.errors import SynthrankError
+    from synthrank.train.memory import fit_train_memory
+
+    cfg = TrainConfig(architecture="bi-encoder")
+    assert fit_train_memory(cfg, _minilm_config(), available_mb=8000) is cfg
+    with caplog.at_level("WARNING"):
+        lowered = fit_train_memory(cfg, _minilm_config(), available_mb=2500)
+    assert lowered.activation_budget_mb is not None and lowered.activation_budget_mb < cfg.activation_budget_mb  # type: ignore[operator]
+    assert lowered.fingerprint() == cfg.fingerprint()  # the same run: only memory and speed change
+    assert "activation_budget_mb lowered from 1536" in caplog.text and "2500 MiB are available" in caplog.text
+    with pytest.raises(SynthrankError, match=r"needs about \d+ MiB .* 1000 MiB are available: lower train max_length"):
+        fit_train_memory(cfg, _minilm_config(), available_mb=1000)
+
+
+def test_training_refuses_before_loading_when_memory_is_short(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    from synthrank.errors import SynthrankError
+
+    class Short:
+        available = 100 * MIB
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Short())
+    with pytest.raises(SynthrankError, match="100 MiB are available"):
+        train_reranker(make_groups(n=4), tmp_path / "run", tiny_config(tiny_model, device="cpu"), show_progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -21,7 +21,10 @@ import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from synthrank.train.config import TrainConfig
 
 MIB = 2**20
 
@@ -121,3 +124,103 @@ def _release_on_backward() -> Any:
 def release_on_backward(tensor: Any) -> Any:
     """``tensor`` unchanged, with a heap trim just before autograd reaches it in backward."""
     return _release_on_backward().apply(tensor)
+
+
+# --------------------------------------------------------------------------- a training run's peak, before it starts
+
+BASE_PROCESS_MIB = 450  # python, torch, transformers and a tokenizer, before the weights (measured ~400 MiB)
+HEAP_FACTOR = 1.5  # resident memory per byte of kept activations (glibc's heap; measured 1.36 on MiniLM)
+BYTES_PER_PARAMETER = 16  # fp32 weights, gradients, AdamW's two moments
+
+
+def parameter_count(model_config: Any) -> int:
+    """Parameters of a BERT-like encoder from its config: embeddings plus ``layers x (4 H^2 + 2 H I)``."""
+    shape = EncoderShape.from_config(model_config)
+    vocab = getattr(model_config, "vocab_size", None) or 30522
+    positions = getattr(model_config, "max_position_embeddings", None) or 512
+    per_layer = 4 * shape.hidden * shape.hidden + 2 * shape.hidden * shape.intermediate
+    return int((vocab + positions) * shape.hidden + shape.layers * per_layer)
+
+
+@dataclass(frozen=True)
+class TrainMemoryEstimate:
+    """The resident peak a training run can reach on a CPU, in MiB, and what it is made of."""
+
+    process: float
+    model_and_optimizer: float
+    activations: float
+    recomputed: bool
+
+    @property
+    def total(self) -> float:
+        return self.process + self.model_and_optimizer + self.activations
+
+
+def estimate_train_peak(config: TrainConfig, model_config: Any) -> TrainMemoryEstimate:
+    """The worst case of a run's resident peak: every text ``max_length`` tokens long, as many as a batch holds.
+
+    A batch under ``activation_budget_mb`` keeps all its passes (so the worst kept is the budget itself), one over it keeps
+    one recomputed pass at a time.
+    """
+    budget = config.activation_budget_mb
+    shape = EncoderShape.from_config(model_config)
+    bi = config.architecture == "bi-encoder"
+    rows = config.batch_size * (config.group_size + 1 if bi else config.group_size)
+    per_pass = config.length_bucket_rows or rows
+    passes = [(min(per_pass, rows - start), config.max_length) for start in range(0, rows, per_pass)]
+    full = activation_bytes(passes, shape) / MIB
+    one = activation_bytes(passes[:1], shape) / MIB
+    if config.gradient_checkpointing:  # per layer: a layer's worth of one pass, plus every layer's input
+        inputs = rows * config.max_length * shape.hidden * 4 * shape.layers / MIB
+        kept, recomputed = one / max(1, shape.layers) + inputs, True
+    elif budget is None or full <= budget:
+        kept, recomputed = full, False
+    else:
+        kept, recomputed = max(float(budget), one), True
+    return TrainMemoryEstimate(
+        process=float(BASE_PROCESS_MIB),
+        model_and_optimizer=parameter_count(model_config) * BYTES_PER_PARAMETER / MIB,
+        activations=kept * HEAP_FACTOR,
+        recomputed=recomputed,
+    )
+
+
+def fit_train_memory(config: TrainConfig, model_config: Any, available_mb: float | None = None) -> TrainConfig:
+    """``config`` if its worst case fits the available memory, else one with a lower ``activation_budget_mb``
+    that fits (the same weights, slower steps; logged), else a :class:`~synthrank.errors.SynthrankError`
+    saying what it needs and what to lower.
+
+    ``available_mb``: ``None`` reads ``psutil.virtual_memory().available``.
+
+    Example:
+        >>> cfg = fit_train_memory(TrainConfig(architecture="bi-encoder"), AutoConfig.from_pretrained(path))
+    """
+    import dataclasses
+    import logging
+
+    from synthrank.errors import SynthrankError
+
+    if available_mb is None:
+        import psutil
+
+        available_mb = psutil.virtual_memory().available / MIB
+    needed = estimate_train_peak(config, model_config)
+    if needed.total <= available_mb:
+        return config
+    floor = estimate_train_peak(dataclasses.replace(config, activation_budget_mb=0), model_config)
+    if floor.total <= available_mb and not config.gradient_checkpointing:
+        spare = available_mb - floor.process - floor.model_and_optimizer
+        budget = max(0, int(spare / HEAP_FACTOR))
+        logging.getLogger(__name__).warning(
+            "training could reach %.0f MiB of memory and %.0f MiB are available: activation_budget_mb lowered "
+            "from %s to %d (batches over it recompute their passes in backward: the same weights, slower steps)",
+            needed.total, available_mb, config.activation_budget_mb, budget,
+        )  # fmt: skip
+        return dataclasses.replace(config, activation_budget_mb=budget)
+    raise SynthrankError(
+        f"training needs about {floor.total:.0f} MiB of memory even with every pass recomputed "
+        f"({floor.process:.0f} for the process, {floor.model_and_optimizer:.0f} for the model and AdamW, "
+        f"{floor.activations:.0f} for a pass of {config.length_bucket_rows} texts of {config.max_length} tokens), "
+        f"and {available_mb:.0f} MiB are available: lower train max_length or length_bucket_rows, use a smaller "
+        "model, or free memory"
+    )

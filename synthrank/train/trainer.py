@@ -11,6 +11,10 @@ A batch's B x G pairs are tokenized together, sorted by token length and run in 
 group order and the loss sees the whole ``[B, G]`` matrix, so bucketing changes speed, not the
 loss. (sentence-transformers' trainer pads each column of a batch to its longest member.)
 
+A batch whose kept activations would exceed ``activation_budget_mb`` (estimated from its token counts)
+checkpoints its passes instead: backward recomputes each one (same dropout draws), so the gradients are the
+same for one more forward per pass; see :mod:`synthrank.train.memory`.
+
 A kill -9 costs at most ``save_every`` steps: a checkpoint holds the weights (safetensors),
 AdamW's moments, the scheduler, the fp16 grad scaler, the python/numpy/torch(/CUDA) RNG states,
 the step (the data position: epoch order and negative draws are functions of seed, epoch and
@@ -61,7 +65,14 @@ from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng
 from synthrank.train.config import TrainConfig
 from synthrank.train.data import GroupSampler, SampledGroup, groups_fingerprint, load_groups
 from synthrank.train.dev import DevSet
-from synthrank.train.memory import MIB, EncoderShape, activation_bytes, release_free_memory, release_on_backward
+from synthrank.train.memory import (
+    MIB,
+    EncoderShape,
+    activation_bytes,
+    fit_train_memory,
+    release_free_memory,
+    release_on_backward,
+)
 from synthrank.train.report import write_model_card, write_plots
 
 logger = logging.getLogger(__name__)
@@ -262,6 +273,15 @@ class RerankerTrainer:
 
     # ------------------------------------------------------------------ loading
 
+    def _model_config(self) -> Any:
+        """The backbone's transformers config (no weights loaded)."""
+        from transformers import AutoConfig
+
+        from synthrank.rerank.cross_encoder import inspect_model
+
+        info = inspect_model(self.config.model, trust_remote_code=self.config.trust_remote_code)
+        return AutoConfig.from_pretrained(info.source, trust_remote_code=self.config.trust_remote_code)
+
     def _load_model(self, device: str) -> tuple[Any, Any, str]:
         import torch
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -430,6 +450,8 @@ class RerankerTrainer:
             device = resolve_device(cfg.device)
             precision = resolve_precision(cfg.precision, device)
             rank = 0
+            if device == "cpu":  # activations live in RAM: lower the budget, or refuse, before anything is loaded
+                cfg = self.config = fit_train_memory(cfg, self._model_config())
         is_main = rank == 0
         set_seed(cfg.seed)
         model, tokenizer, base_path = self._load_model(device)
