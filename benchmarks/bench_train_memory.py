@@ -4,7 +4,8 @@ Each variant trains in a child process exactly as the run's train step does (the
 defaults: a MiniLM bi-encoder, LCE, 3 epochs, 8 groups of 8, 256 tokens, held-out groups as dev set,
 merged with its base), while this process samples the child's whole process tree (psutil, children
 included) every few milliseconds. The child marks its phases (model load, forward, backward, optimizer,
-dev evaluation, checkpoint, merge, export) and reports the tree's peak within each.
+dev evaluation, checkpoint, merge, export) and reports the tree's peak within each and the most it rose
+within one stretch of it (RSS rarely falls: glibc keeps freed memory, so a peak is a high-water mark).
 
 Variants:
     before: every pass's activations kept until backward and glibc's freed heap left in place (the trainer
@@ -56,19 +57,24 @@ class PhaseSampler:
         self.proc, self.interval = proc, interval
         self.phase = "start"
         self.peaks: dict[str, int] = {}
+        self.rises: dict[str, int] = {}  # the most RSS grew within one stretch of the phase
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
+        current, start = None, 0
         while not self._stop.is_set():
             try:
                 rss = tree_rss(self.proc)
             except psutil.Error:
                 break
             phase = self.phase
+            if phase != current:
+                current, start = phase, rss
             self.peak = max(self.peak, rss)
             self.peaks[phase] = max(self.peaks.get(phase, 0), rss)
+            self.rises[phase] = max(self.rises.get(phase, 0), rss - start)
             time.sleep(self.interval)
 
     def __enter__(self) -> PhaseSampler:
@@ -143,6 +149,7 @@ def child(args: argparse.Namespace) -> None:
         "recomputed_batches": m.get("recomputed_batches", 0),
         "peak_rss_mb": round(sampler.peak / MIB, 1),
         "phase_peak_rss_mb": {k: round(v / MIB, 1) for k, v in sampler.peaks.items()},
+        "phase_rise_mb": {k: round(v / MIB, 1) for k, v in sampler.rises.items()},
         "train_seconds": m["train_seconds"],
         "step_seconds_total": round(seconds, 1),
         "final_loss": m["final_loss"],
