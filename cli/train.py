@@ -86,6 +86,9 @@ _D = field_defaults(TrainConfig)
               help="Recompute activations in backward (less memory, slower).")
 @click.option("--length-bucket-rows", default=_D["length_bucket_rows"], show_default=True, type=click.IntRange(0),
               help="Rows per forward pass after sorting a batch by length (0: whole batch).")
+@click.option("--activation-budget-mb", default=_D["activation_budget_mb"], show_default=True, type=click.IntRange(0),
+              help="A batch whose kept activations would exceed this many MiB recomputes its passes in backward "
+                   "(same weights, slower steps; 0: every batch).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda when present].")
 @click.option("--num-threads", default=None, type=click.IntRange(1), help="CPU threads for torch.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped with the model (runs arbitrary code).")
