@@ -556,15 +556,16 @@ def train_row(row: str, folder: Path, train: list[Any], dev: list[Any], train_qi
 
 
 def seed_mean(card: Scorecard, corpus: str, budget: str, row: str, seeds: Sequence[int]) -> dict[str, Any] | None:
-    """Mean ± std over seeds of nDCG@10, and each query's seed-averaged value (None until every seed is in)."""
-    cells = [card.data["cells"].get(cell_key(corpus, budget, row, s)) for s in seeds]
-    if any(c is None for c in cells):
+    """Mean ± std over the seeds measured so far of nDCG@10, each query's seed-averaged value, and how many seeds
+    are in (a row shows as soon as one seed is: the table says how many)."""
+    cells = [c for c in (card.data["cells"].get(cell_key(corpus, budget, row, s)) for s in seeds) if c is not None]
+    if not cells:
         return None
     means = [c["metrics"]["nDCG@10"] for c in cells]  # type: ignore[index]
     qids = set.intersection(*(set(c["per_query"]) for c in cells))  # type: ignore[index]
     per_query = {q: statistics.fmean(c["per_query"][q] for c in cells) for q in qids}  # type: ignore[index]
     return {"mean": statistics.fmean(means), "std": statistics.stdev(means) if len(means) > 1 else 0.0,
-            "per_seed": means, "per_query": per_query}  # fmt: skip
+            "per_seed": means, "per_query": per_query, "seeds": len(cells)}  # fmt: skip
 
 
 def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float] | None:
@@ -601,7 +602,7 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                 if m is None:
                     continue
                 gains = [v - zero["metrics"]["nDCG@10"] for v in m["per_seed"]]
-                entry["rows"][row] = {"mean": m["mean"], "std": m["std"], "gain": statistics.fmean(gains),
+                entry["rows"][row] = {"mean": m["mean"], "std": m["std"], "seeds": m["seeds"], "gain": statistics.fmean(gains),
                                       "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
                                       "vs_zero_shot": paired(m["per_query"], zero["per_query"])}  # fmt: skip
                 entry["rows"][row]["_per_query"] = m["per_query"]
@@ -694,7 +695,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                     r = e["rows"][row]
                     test = r["vs_zero_shot"]
                     p = f", p {test['p_value']:.2g}" if test else ""
-                    cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} ({r['gain']:+.4f}{p})")
+                    partial = f", {r['seeds']} of {len(meta['seeds'])} seeds" if r["seeds"] < len(meta["seeds"]) else ""
+                    cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} ({r['gain']:+.4f}{p}{partial})")
                 else:
                     cells.append("not run")
             lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
