@@ -8,10 +8,8 @@ with SIGKILL mid-run and checks that the rerun asks the LLM nothing it was asked
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -23,8 +21,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from integration.conftest import shared_dataset
 from integration.llm_fixtures import llama_server  # noqa: F401  (fixture)
+from integration.slices import beir_slice
 from synthrank.llm.local import LocalLlamaServer
 from synthrank_cli.main import main
 
@@ -33,34 +31,7 @@ pytestmark = [pytest.mark.llm_server, pytest.mark.slow]
 
 def _medquad_slice(root: Path, n_queries: int = 12, n_other: int = 150) -> Path:
     """A BEIR folder: judged MedQuAD questions, their answers, and other answers as distractors."""
-    src = shared_dataset("medquad")
-    qrels: dict[str, set[str]] = {}
-    for line in (src / "qrels" / "test_sample1000.tsv").read_text().splitlines()[1:]:
-        qid, did, score = line.split("\t")
-        if int(score) > 0:
-            qrels.setdefault(qid, set()).add(did)
-    chosen = sorted(qrels)[:n_queries]
-    wanted = set().union(*(qrels[q] for q in chosen))
-    opener = gzip.open if (src / "corpus.jsonl.gz").exists() else open
-    corpus_file = src / ("corpus.jsonl.gz" if (src / "corpus.jsonl.gz").exists() else "corpus.jsonl")
-    docs, others = [], []
-    with opener(corpus_file, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            (docs if doc["_id"] in wanted else others).append(doc)
-    docs += random.Random(0).sample(others, n_other)
-    queries_file = next(p for p in (src / "queries.jsonl", src / "queries.jsonl.gz") if p.exists())
-    q_opener = gzip.open if queries_file.suffix == ".gz" else open
-    with q_opener(queries_file, "rt", encoding="utf-8") as fh:
-        queries = [q for q in map(json.loads, fh) if q["_id"] in chosen]
-    root.mkdir(parents=True)
-    (root / "qrels").mkdir()
-    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (root / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q in chosen for d in sorted(qrels[q]))
-    )
-    return root
+    return beir_slice("medquad", "test_sample1000", root, n_queries=n_queries, n_other=n_other)
 
 
 def _config(path: Path, cache: Path, **llm: object) -> Path:

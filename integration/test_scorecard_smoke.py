@@ -7,10 +7,8 @@ seeds and is evaluated; the JSON, markdown and plot come out; a rerun trains not
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -18,34 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from integration.conftest import REPO_ROOT, shared_dataset
+from integration.conftest import REPO_ROOT
 from integration.llm_fixtures import llama_server  # noqa: F401  (fixture)
+from integration.slices import beir_slice
 from synthrank.llm.local import LocalLlamaServer
 
 pytestmark = [pytest.mark.llm_server, pytest.mark.slow]
 
 
 def _vaswani_slice(root: Path, n_queries: int = 8, n_other: int = 120) -> Path:
-    src = shared_dataset("vaswani")
-    qrels: dict[str, set[str]] = {}
-    for line in (src / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        qid, did, score = line.split("\t")
-        if int(score) > 0:
-            qrels.setdefault(qid, set()).add(did)
-    chosen = sorted(qrels)[:n_queries]
-    wanted = set().union(*(qrels[q] for q in chosen))
-    with gzip.open(src / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
-        docs = [json.loads(line) for line in fh]
-    keep = [d for d in docs if d["_id"] in wanted]
-    keep += random.Random(0).sample([d for d in docs if d["_id"] not in wanted], n_other)
-    queries = [q for q in map(json.loads, (src / "queries.jsonl").read_text().splitlines()) if q["_id"] in chosen]
-    folder = root / "vaswani"
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in keep))
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q in chosen for d in sorted(qrels[q]))
-    )
+    """A shared-data folder holding a Vaswani slice: its first judged queries, their abstracts, distractors."""
+    beir_slice("vaswani", "test", root / "vaswani", n_queries=n_queries, n_other=n_other)
     return root
 
 
