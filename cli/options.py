@@ -29,8 +29,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_cleanly_on_signals() -> Iterator[None]:
+def stop_cleanly_on_signals(*, hold_after_stop: bool = False) -> Iterator[None]:
     """Turn the first SIGINT or SIGTERM into :class:`Interrupted`; ignore further ones while cleaning up.
+
+    ``hold_after_stop``: once a signal stopped the block, keep ignoring further ones after it too, for a command
+    that exits right after (restoring Python's default SIGTERM there would let a second signal arriving between
+    the block's end and the exit kill the process: exit -15, not 130; seen in integration/test_run_signals.py).
 
     Python's default SIGTERM ends the process on the spot: no ``finally`` runs, so the local LLM
     server's log and half-written files stay behind. And a second signal (Ctrl-C pressed twice,
@@ -53,8 +57,9 @@ def stop_cleanly_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        if not (received and hold_after_stop):
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 def friendly_errors(func: F) -> F:

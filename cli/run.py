@@ -96,7 +96,7 @@ def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm
     if out.exists() and any(out.iterdir()) and not (out / ".steps").is_dir():
         raise click.UsageError(f"{out} is not empty and holds no synthrank run; choose another --output-dir")
     try:
-        with stop_cleanly_on_signals():
+        with stop_cleanly_on_signals(hold_after_stop=True):  # the command exits right after a stop
             results = run_pipeline(config, out, until=until, force=force, show_progress=progress)
     except Interrupted as stop:
         # one line, no traceback: the LLM server, its log and the open files were closed on the way out
