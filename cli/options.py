@@ -32,9 +32,10 @@ class Interrupted(KeyboardInterrupt):
 def stop_cleanly_on_signals(*, hold_after_stop: bool = False) -> Iterator[None]:
     """Turn the first SIGINT or SIGTERM into :class:`Interrupted`; ignore further ones while cleaning up.
 
-    ``hold_after_stop``: once a signal stopped the block, keep ignoring further ones after it too, for a command
-    that exits right after (restoring Python's default SIGTERM there would let a second signal arriving between
-    the block's end and the exit kill the process: exit -15, not 130; seen in integration/test_run_signals.py).
+    ``hold_after_stop``: once a signal stopped the block, ignore further ones after it too (SIG_IGN), for a command
+    that exits right after: restoring Python's default SIGTERM there, or keeping a Python handler (interpreter
+    finalization resets those to the default), lets a second signal arriving before the process is gone kill it
+    (exit -15, not 130; seen in integration/test_run_signals.py).
 
     Python's default SIGTERM ends the process on the spot: no ``finally`` runs, so the local LLM
     server's log and half-written files stay behind. And a second signal (Ctrl-C pressed twice,
@@ -57,9 +58,10 @@ def stop_cleanly_on_signals(*, hold_after_stop: bool = False) -> Iterator[None]:
     try:
         yield
     finally:
-        if not (received and hold_after_stop):
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+        for sig, old in previous.items():
+            # after a stop in a command that exits next: ignored at the OS level (SIG_IGN), which Python's own
+            # finalization leaves alone, where it resets a Python handler to the default that a late SIGTERM kills by
+            signal.signal(sig, signal.SIG_IGN if received and hold_after_stop else old)
 
 
 def friendly_errors(func: F) -> F:
