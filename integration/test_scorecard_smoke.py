@@ -62,7 +62,12 @@ def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None
     run = card["runs"]["vaswani/default"]
     assert run["usage"]["calls"] > 0 and run["usage"]["llm_minutes"] > 0
     block = card["summary"]["default"]["corpora"]["vaswani"]
-    assert set(block["rows"]) == {"synthrank", "synthrank@longer", "inpars", "gpl", "st"}
+    assert set(block["rows"]) == {"synthrank", "synthrank@longer", "inpars", "gpl", "st", "synthrank+bm25",
+                                  "synthrank@longer+bm25"}  # fmt: skip
+    weight = cells["vaswani/default/bm25-weight"]  # picked on the run's synthetic queries, used by every fused row
+    assert 0.0 <= weight["weight"] <= 1.0 and weight["queries"] >= 1 and len(weight["table"]) == 11
+    assert cells["vaswani/default/synthrank+bm25/seed1"]["bm25_weight"] == weight["weight"]
+    assert block["zero-shot+bm25"]["weight"] == weight["weight"] and block["zero-shot+bm25"]["vs_zero_shot"]
     assert block["rows"]["synthrank@longer"]["vs_synthrank"]["queries"] == 8  # the lever is tested against the recipe
     assert "vaswani/default@longer" not in card["runs"]  # a training lever asks the LLM nothing
     assert cells["vaswani/default/synthrank@longer/seed1"]["groups"] == cells["vaswani/default/synthrank/seed1"]["groups"]
