@@ -101,6 +101,28 @@ def yes_no_logprobs(p_yes: float) -> list[dict[str, Any]]:
     return [{"token": first["token"], "logprob": first["logprob"], "bytes": None, "top_logprobs": top}]
 
 
+def title_query_responder(query_for_title: Callable[[str], str]) -> Callable[[dict[str, Any]], Fault]:
+    """A deterministic stand-in for generation and the binary judge, for CLI plumbing tests: a generation call gets
+    one query made from the passage's title; a judgement says Yes (P 0.9) when a long query word is in the passage."""
+    import re
+
+    title_re = re.compile(r"<passage>\n([^\n]+)\n")
+
+    def respond(body: dict[str, Any]) -> Fault:
+        user = body["messages"][-1]["content"]
+        if "Does the passage answer the query?" in user:
+            query = user.split("\n", 1)[0].removeprefix("Query: ").lower()
+            passage = user.split("<passage>", 1)[1].lower()
+            hit = any(word in passage for word in query.split() if len(word) > 4)
+            return Fault.ok("Yes" if hit else "No", logprobs=yes_no_logprobs(0.9 if hit else 0.1))
+        match = title_re.search(user)
+        if match is None:
+            raise AssertionError(f"neither a judgement nor a passage prompt: {user[:200]!r}")
+        return Fault.ok(json.dumps({"queries": [query_for_title(match.group(1).lower())]}))
+
+    return respond
+
+
 class FakeOpenAIServer:
     """Scripted faults on ``POST /v1/chat/completions``; ``GET /v1/models`` lists one model."""
 

@@ -4,7 +4,6 @@ the step commands' options read them, and a step run alone builds what the run b
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +19,7 @@ from synthrank.pipeline import RunContext, build_steps, load_run_config
 from synthrank.pipeline.config import RECIPE, STEP_ONLY, step_defaults
 from synthrank.synthesize import GenerationConfig
 from synthrank.train import TrainConfig
-from tests.fake_openai_server import FakeOpenAIServer, Fault, yes_no_logprobs
+from tests.fake_openai_server import FakeOpenAIServer, title_query_responder
 
 EXPECTED = json.loads((Path(__file__).parent / "default_run_config.json").read_text(encoding="utf-8"))
 
@@ -105,19 +104,8 @@ def test_step_only_settings_and_llm_options_default_as_the_run_sections_before_t
 # ---------------------------------------------------------------------------- a step run alone = the run's step
 
 
-def _responder(body: dict) -> Fault:
-    """Queries named after the passage's title; the binary judge says Yes when a long query word is in the passage."""
-    user = body["messages"][-1]["content"]
-    if "Does the passage answer the query?" in user:
-        query = user.split("\n", 1)[0].removeprefix("Query: ").lower()
-        passage = user.split("<passage>", 1)[1].lower()
-        hit = any(word in passage for word in query.split() if len(word) > 4)
-        return Fault.ok("Yes" if hit else "No", logprobs=yes_no_logprobs(0.9 if hit else 0.1))
-    title = _TITLE_RE.search(user).group(1)  # type: ignore[union-attr]
-    return Fault.ok(json.dumps({"queries": [f"{title.lower()}: what is this chronic disease of the eye, lungs or blood?"]}))
-
-
-_TITLE_RE = re.compile(r"<passage>\n([^\n]+)\n")
+# queries named after the passage's title; the binary judge says Yes when a long query word is in the passage
+_responder = title_query_responder(lambda title: f"{title}: what is this chronic disease of the eye, lungs or blood?")
 
 
 def test_steps_one_by_one_build_what_the_run_builds(tiny_beir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

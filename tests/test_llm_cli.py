@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,21 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from synthrank.data import read_groups, read_jsonl
-from tests.fake_openai_server import FakeOpenAIServer, Fault, yes_no_logprobs
+from tests.fake_openai_server import FakeOpenAIServer, Fault, title_query_responder
 
 KEY = "sk-cli-SECRET-456"
-_TITLE_RE = re.compile(r"<passage>\n([^\n]+)\n")
-
-
-def _responder(body: dict) -> Fault:
-    user = body["messages"][-1]["content"]
-    if "Does the passage answer the query?" in user:
-        query = user.split("\n", 1)[0].removeprefix("Query: ").lower()
-        body_text = user.split("<passage>", 1)[1].lower()
-        hit = any(word in body_text for word in query.split() if len(word) > 4)
-        return Fault.ok("Yes" if hit else "No", logprobs=yes_no_logprobs(0.9 if hit else 0.1))
-    title = _TITLE_RE.search(user).group(1)  # type: ignore[union-attr]
-    return Fault.ok(json.dumps({"queries": [f"{title.lower()} symptoms and causes"]}))
+_responder = title_query_responder(lambda title: f"{title} symptoms and causes")
 
 
 @pytest.fixture
