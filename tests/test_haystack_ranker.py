@@ -135,9 +135,17 @@ def test_pipeline_yaml_round_trip() -> None:
     assert loaded.dumps() == yaml_text
 
 
+def _load_in_a_fresh_process(code: str) -> list[str]:
+    """Run ``code`` in a new interpreter with a one-ranker pipeline's YAML on stdin; the words it printed."""
+    pipe = Pipeline()
+    pipe.add_component("ranker", SynthRankRanker(model="runs/m"))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=pipe.dumps(), capture_output=True, text=True, timeout=120, check=True
+    )
+    return proc.stdout.split()
+
+
 def test_importing_the_package_registers_it_for_a_fresh_process_load() -> None:
-    yaml_text = Pipeline()
-    yaml_text.add_component("ranker", SynthRankRanker(model="runs/m"))
     code = (
         "import sys\n"
         "from haystack import Pipeline\n"
@@ -151,10 +159,7 @@ def test_importing_the_package_registers_it_for_a_fresh_process_load() -> None:
         "import haystack_synthrank\n"
         "print(type(Pipeline.loads(text).get_component('ranker')).__name__)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], input=yaml_text.dumps(), capture_output=True, text=True, timeout=120, check=True
-    )
-    assert proc.stdout.split() == ["refused-before-import", "SynthRankRanker"]
+    assert _load_in_a_fresh_process(code) == ["refused-before-import", "SynthRankRanker"]
 
 
 def test_scores_are_the_scorers_on_the_core_text(scorer: OverlapScorer) -> None:
@@ -315,15 +320,10 @@ def test_a_fresh_process_loads_with_allowed_modules_without_importing_the_packag
     # Haystack refuses to import a module off its allowlist *before* importing it (a security property), so
     # the package cannot register itself when only its component path is named; the documented ways are
     # `import haystack_synthrank`, `allowed_modules=["haystack_synthrank"]` or HAYSTACK_DESERIALIZATION_ALLOWLIST.
-    pipe = Pipeline()
-    pipe.add_component("ranker", SynthRankRanker(model="runs/m"))
     code = (
         "import sys\n"
         "from haystack import Pipeline\n"
         "p = Pipeline.loads(sys.stdin.read(), allowed_modules=['haystack_synthrank'])\n"
         "print(type(p.get_component('ranker')).__name__)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], input=pipe.dumps(), capture_output=True, text=True, timeout=120, check=True
-    )
-    assert proc.stdout.split() == ["SynthRankRanker"]
+    assert _load_in_a_fresh_process(code) == ["SynthRankRanker"]
