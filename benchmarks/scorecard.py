@@ -508,7 +508,7 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
         evaluator = evaluator or evaluator_for(corpus)
         out = folder / "scorecard" / f"{row}-seed{seed}"
         t0 = time.perf_counter()
-        model_dir, info = train_row(recipe, folder, train, dev, train_qids, section, seed, out)
+        model_dir, info = train_row(recipe, folder, train, dev, train_qids, section, seed, out, evaluator.dataset.corpus)
         train_seconds = time.perf_counter() - t0
         result, ranking = evaluator.run_with_ranking(row, evaluator.scorer(model_dir))
         result.update(info, train_seconds=round(train_seconds, 1))
@@ -528,7 +528,9 @@ def _zero_shot(evaluator: Evaluator) -> Any:
 
 
 def train_row(row: str, folder: Path, train: list[Any], dev: list[Any], train_qids: set[str],
-              section: dict[str, Any], seed: int, out: Path) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+              section: dict[str, Any], seed: int, out: Path,
+              corpus: dict[str, Any]) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """``corpus``: the run's corpus, already loaded by the evaluator (the same folder the run read)."""
     from synthrank.train import DevSet
 
     dev_set = DevSet.from_groups(dev) if dev else None
@@ -545,9 +547,7 @@ def train_row(row: str, folder: Path, train: list[Any], dev: list[Any], train_qi
                    "learning_rate": 2e-5}  # fmt: skip
         return train_ours(groups, out, section, seed, None, **changes), {"groups": len(groups)}
     if row == "st":
-        from synthrank.pipeline.stages import load_corpus
-
-        texts = [d.full_text("\n") for d in load_corpus(json.loads((folder / "run_config.json").read_text())["corpus"]).corpus.values()]
+        texts = [d.full_text("\n") for d in corpus.values()]
         return train_st(train, texts, out, section, seed), {"groups": len(train)}
     raise ValueError(f"unknown row {row!r}; known: {', '.join(ROWS)}")
 
