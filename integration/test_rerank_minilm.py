@@ -35,7 +35,7 @@ def one_torch_thread() -> Any:
 def one_logit_minilm(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from synthrank.rerank.cross_encoder import quiet_transformers
+    from synthrank.runtime import quiet_transformers
 
     folder = tmp_path_factory.mktemp("minilm-one-logit")
     torch.manual_seed(0)

@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 from synthrank.errors import ModelError  # noqa: E402
 from synthrank.rerank import BiEncoderScorer, CrossEncoderReranker, PairScorer, inspect_model, load_scorer  # noqa: E402
 from synthrank.rerank import cross_encoder as ce_module  # noqa: E402
+from synthrank.runtime import batch_tensors  # noqa: E402
 
 QUERIES = [
     "what damages the optic nerve",
@@ -511,36 +512,15 @@ def test_bi_encoder_empty_and_bad_input(tiny_encoder: Path) -> None:
 # --------------------------------------------------------------------------- device / dtype selection (no GPU needed)
 
 
-def test_cpu_defaults() -> None:
-    assert ce_module.resolve_device(None) in ("cpu", "cuda")
-    assert ce_module.resolve_device("cpu") == "cpu"
-    assert ce_module.resolve_dtype("auto", "cpu") == torch.float32
-    assert ce_module.resolve_dtype("bf16", "cpu") == torch.bfloat16
-    assert ce_module.resolve_dtype("fp16", "cuda") == torch.float16
+def test_batch_size_defaults_follow_the_device() -> None:
+    """Device and dtype choice are tested in tests/test_runtime.py (one policy for every model)."""
     assert ce_module.resolve_batch_size(None, "cpu") == ce_module.CPU_BATCH_SIZE
     assert ce_module.resolve_batch_size(None, "cuda:0") == ce_module.CUDA_BATCH_SIZE
     assert ce_module.resolve_batch_size(5, "cuda") == 5
-    with pytest.raises(ModelError, match="unknown dtype"):
-        ce_module.resolve_dtype("int3", "cpu")
-
-
-def test_cuda_is_chosen_when_present_with_bf16_or_fp16(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert ce_module.resolve_device(None) == "cuda"
-    assert ce_module.resolve_device("auto") == "cuda"
-    assert ce_module.resolve_device("cuda:1") == "cuda:1"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert ce_module.resolve_dtype("auto", "cuda") == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert ce_module.resolve_dtype("auto", "cuda:0") == torch.float16
-    assert ce_module.resolve_dtype("float32", "cuda") == torch.float32
 
 
 def test_asking_for_cuda_without_a_gpu_fails_clearly(monkeypatch: pytest.MonkeyPatch, tiny_ce: Path) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert ce_module.resolve_device(None) == "cpu"
-    with pytest.raises(ModelError, match="no CUDA GPU"):
-        ce_module.resolve_device("cuda")
     with pytest.raises(ModelError, match="no CUDA GPU"):
         CrossEncoderReranker(tiny_ce, device="cuda").warm_up()
 
@@ -602,14 +582,14 @@ def test_cuda_scores_match_cpu(tiny_ce: Path) -> None:
 
 
 def test_batch_tensors_pads_and_masks() -> None:
-    out = ce_module.batch_tensors([[1, 2, 3], [4]], [[0, 0, 1], [0]], pad_id=0)
+    out = batch_tensors([[1, 2, 3], [4]], [[0, 0, 1], [0]], pad_id=0)
     assert out["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert out["token_type_ids"].tolist() == [[0, 0, 1], [0, 0, 0]]
-    left = ce_module.batch_tensors([[1, 2, 3], [4]], None, pad_id=9, left=True)
+    left = batch_tensors([[1, 2, 3], [4]], None, pad_id=9, left=True)
     assert left["input_ids"].tolist() == [[1, 2, 3], [9, 9, 4]]
     assert left["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
-    full = ce_module.batch_tensors([[1, 2], [3, 4]], None, pad_id=0, drop_full_mask=True)
+    full = batch_tensors([[1, 2], [3, 4]], None, pad_id=0, drop_full_mask=True)
     assert "attention_mask" not in full
 
 

@@ -422,17 +422,6 @@ def test_bf16_on_cpu_trains_under_autocast(tmp_path: Path, tiny_model: Path, mon
         train_reranker(make_groups(n=4), tmp_path / "fp16", tiny_config(tiny_model, precision="fp16"), show_progress=False)
 
 
-def test_auto_precision_on_cpu_follows_fast_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    from synthrank.models import cpu
-    from synthrank.train.trainer import resolve_precision
-
-    monkeypatch.setattr(cpu, "cpu_bf16_is_fast", lambda: True)
-    assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(cpu, "cpu_bf16_is_fast", lambda: False)
-    assert resolve_precision("auto", "cpu") == "fp32"
-    assert resolve_precision("fp32", "cpu") == "fp32"
-
-
 def test_bf16_is_fast_on_amx_and_avx512_bf16_cpus_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """AMX (Sapphire Rapids) or native AVX512-BF16 (AMD Zen 4): bf16 autocast; AVX-512 alone emulates bf16."""
     from synthrank.models import cpu

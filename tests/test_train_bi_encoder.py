@@ -35,7 +35,7 @@ def bi_config(model: Path, **overrides: Any) -> TrainConfig:
 
 
 def test_pooling_without_a_mask_is_the_mean_over_every_token_and_ignores_padding_with_one() -> None:
-    from synthrank.rerank.bi_encoder import pool_embeddings
+    from synthrank.runtime import pool_embeddings
 
     hidden = torch.randn(2, 5, 4)
     full = torch.ones(2, 5, dtype=torch.long)

@@ -28,6 +28,7 @@ from typing import Any
 
 from synthrank.data.jsonl import honour_umask
 from synthrank.errors import ModelError
+from synthrank.runtime import torch_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def convert_gguf_to_hf(
         raise ModelError(f"GGUF file {gguf_path} does not exist")
     if (output_dir / CONVERSION_MARKER).exists() and not overwrite:
         return output_dir
-    torch_dtype = _torch_dtype(dtype)
+    weights_dtype = torch_dtype(dtype)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     started = time.perf_counter()
@@ -87,7 +88,7 @@ def convert_gguf_to_hf(
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
             model = AutoModelForCausalLM.from_pretrained(
-                str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch_dtype
+                str(gguf_path.parent), gguf_file=gguf_path.name, dtype=weights_dtype
             )
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ModelError(
@@ -100,7 +101,7 @@ def convert_gguf_to_hf(
         config = model.config
         if hasattr(config, "quantization_config"):
             delattr(config, "quantization_config")
-        plain = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        plain = AutoModelForCausalLM.from_config(config, dtype=weights_dtype)
         missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False, assign=True)
         missing = [k for k in missing if k not in _tied_keys(plain)]
         if missing or unexpected:
@@ -164,15 +165,6 @@ def resolve_causal_lm(name_or_path: str | Path, *, cache: str | Path | None = No
             return target
         logger.warning("%s was converted from a different file (%s bytes); converting again", target, info.get("source_bytes"))
     return convert_gguf_to_hf(gguf, target, dtype=dtype, overwrite=True)
-
-
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in table:
-        raise ModelError(f"unknown dtype {name!r}; expected one of {', '.join(table)}")
-    return table[name]
 
 
 def _tied_keys(model: Any) -> set[str]:

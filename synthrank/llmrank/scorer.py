@@ -24,6 +24,7 @@ import numpy as np
 
 from synthrank.errors import ModelError
 from synthrank.llmrank.prompt import PointwisePrompt, PromptEncoder, check_pairs
+from synthrank.runtime import CAUSAL_LM, DTYPE_NAMES, load_causal_lm, resolve_device, resolve_precision, torch_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +32,6 @@ METADATA_FILE = "llmrank.json"
 """Written beside every model the trainer saves: prompt settings, kind (merged/adapter), base model."""
 
 SCORE_TYPES = ("probability", "log_odds")
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -165,18 +160,10 @@ class CausalLMReranker:
         """Load the tokenizer and model (once)."""
         if self._model is not None:
             return
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from synthrank.llmrank.convert import resolve_causal_lm
 
-        from synthrank.llmrank.convert import _torch_dtype, resolve_causal_lm
-        from synthrank.models.cpu import cpu_has_amx
-
-        device = self.device or default_device()
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} asked for, but torch sees no CUDA device")
-        auto = self.dtype in (None, "auto")
-        dtype_name = ("bfloat16" if device.startswith("cuda") or cpu_has_amx() else "float32") if auto else str(self.dtype)
-        torch_dtype = _torch_dtype(dtype_name)
+        device = resolve_device(self.device)
+        precision = resolve_precision(self.dtype, device, CAUSAL_LM)
 
         base: str | Path
         adapter_dir: Path | None = Path(self.adapter).expanduser() if self.adapter else None
@@ -200,12 +187,9 @@ class CausalLMReranker:
             self.prompt = PointwisePrompt.from_dict(meta.get("prompt"))
 
         tokenizer_dir = adapter_dir if adapter_dir is not None and _has_tokenizer(adapter_dir) else base
-        loader: Any = AutoModelForCausalLM
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-            model: Any = loader.from_pretrained(str(base), dtype=torch_dtype)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load a causal LM from {base} ({type(exc).__name__}: {exc})") from exc
+        model, tokenizer = load_causal_lm(
+            base, dtype=torch_dtype(precision), describe=f"a causal LM from {base}", tokenizer=tokenizer_dir
+        )
         if adapter_dir is not None:
             from peft import PeftModel
 
@@ -215,7 +199,7 @@ class CausalLMReranker:
         model.to(device).eval()
         self._model, self._tokenizer, self.device = model, tokenizer, device
         self._encoder = PromptEncoder(tokenizer, self.prompt, self.max_length)
-        logger.info("loaded %s on %s (%s)", self, device, dtype_name)
+        logger.info("loaded %s on %s (%s)", self, device, DTYPE_NAMES[precision])
 
     def close(self) -> None:
         """Release the model; a later call loads it again."""

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -50,7 +49,15 @@ from synthrank.data.jsonl import atomic_write, honour_umask, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
 from synthrank.llmrank.data import SFTExample, class_counts
 from synthrank.llmrank.prompt import PointwisePrompt, PromptEncoder
-from synthrank.llmrank.scorer import METADATA_FILE, default_device, forward_logits
+from synthrank.llmrank.scorer import METADATA_FILE, forward_logits
+from synthrank.runtime import (
+    CAUSAL_LM,
+    autocast_context,
+    load_causal_lm,
+    resolve_device,
+    resolve_precision,
+    torch_dtype,
+)
 from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng_state, set_seed
 
 logger = logging.getLogger(__name__)
@@ -308,10 +315,8 @@ class LoRATrainer:
 
         started = time.perf_counter()
         set_seed(cfg.seed)
-        device = cfg.device or default_device()
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"device {device!r} asked for, but torch sees no CUDA device")
-        use_bf16 = bool(cfg.bf16 and (device.startswith("cuda") or _cpu_has_amx()))
+        device = resolve_device(cfg.device)
+        use_bf16 = resolve_precision("auto" if cfg.bf16 else "fp32", device, CAUSAL_LM) == "bf16"
         model, tokenizer, base_path = self._load_base(device, use_bf16)
         encoder = PromptEncoder(tokenizer, cfg.prompt, cfg.max_length)
         encoded = [encoder.encode_example(e.query, e.passage, e.label, e.reason) for e in examples]
@@ -370,9 +375,7 @@ class LoRATrainer:
             logger.info("resuming from %s (step %d of %d)", checkpoints[-1], global_step, total_steps)
 
         model.train()
-        autocast = (
-            torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-        )
+        autocast = autocast_context(device, torch.bfloat16 if use_bf16 else None)
         bar = tqdm(total=total_steps, initial=global_step, desc="LoRA SFT", unit="step", disable=not show_progress)
         t_segment = time.perf_counter()
         stopped_early = False
@@ -468,21 +471,13 @@ class LoRATrainer:
     # ------------------------------------------------------------------ helpers
 
     def _load_base(self, device: str, use_bf16: bool) -> tuple[Any, Any, Path | str]:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         from synthrank.llmrank.convert import resolve_causal_lm
 
         base_path = resolve_causal_lm(self.config.base_model)
-        loader: Any = AutoModelForCausalLM
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(base_path))
-            # bf16 weights on CUDA and AMX CPUs (LoRA weights stay float32, peft's default); float32 elsewhere
-            model = loader.from_pretrained(
-                str(base_path), dtype=torch.bfloat16 if use_bf16 else torch.float32
-            )
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the base model {base_path} ({type(exc).__name__}: {exc})") from exc
+        # bf16 weights on CUDA and AMX CPUs (LoRA weights stay float32, peft's default); float32 elsewhere
+        model, tokenizer = load_causal_lm(
+            base_path, dtype=torch_dtype("bf16" if use_bf16 else "fp32"), describe=f"the base model {base_path}"
+        )
         model.config.use_cache = False
         return model.to(device), tokenizer, base_path
 
@@ -508,9 +503,7 @@ class LoRATrainer:
         if self.config.merge:
             merged = model.merge_and_unload()
             if self.config.output_dtype:
-                from synthrank.llmrank.convert import _torch_dtype
-
-                merged = merged.to(_torch_dtype(self.config.output_dtype))
+                merged = merged.to(torch_dtype(self.config.output_dtype))
             merged.config.use_cache = True
             merged_dir = self.output_dir / "merged"
             _atomic_dir(merged_dir, lambda tmp: save(tmp, merged, "merged"))
@@ -630,8 +623,3 @@ def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-
-def _cpu_has_amx() -> bool:
-    from synthrank.models.cpu import cpu_has_amx
-
-    return cpu_has_amx()

@@ -19,6 +19,7 @@ from synthrank.data.splits import split_dev, subsample_queries
 from synthrank.errors import DataError, SynthrankError
 from synthrank.retrieve import Analyzer, InMemoryBM25, Retriever
 from synthrank.runner.steps import Step, StepContext
+from synthrank.runtime.precision import evaluation_dtype
 from synthrank.train.config import ARCHITECTURE_DEFAULTS
 
 if TYPE_CHECKING:
@@ -289,24 +290,6 @@ def judge_cost(usage: Mapping[str, Any], depth: int) -> dict[str, Any] | None:
     per_call = float(usage.get("wall_seconds") or 0.0) / calls
     return {"uncached_calls": calls, "seconds_per_judgment": per_call, "candidates_per_query": depth,
             "seconds_per_query_uncached": per_call * depth}  # fmt: skip
-
-
-def evaluation_dtype(setting: str) -> str:
-    """``auto`` scores in bf16 where the hardware makes it fast (CUDA, or a CPU with AMX or AVX512-BF16).
-
-    Every system of one evaluation scores in the same precision, so the comparison stays fair; bf16
-    autocast keeps fp32's rankings (Spearman 0.9986 on MedQuAD pairs) at 2-3x the speed on such CPUs.
-    A reranker served on its own keeps its scorer's ``auto``: exact fp32 on a CPU.
-    """
-    if setting not in (None, "auto"):
-        return setting
-    import torch
-
-    if torch.cuda.is_available():
-        return "auto"  # the scorer's own choice on CUDA: bf16, or fp16 where bf16 is missing
-    from synthrank.models.cpu import cpu_bf16_is_fast
-
-    return "bfloat16" if cpu_bf16_is_fast() else "float32"
 
 
 def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:

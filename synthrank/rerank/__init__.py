@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from synthrank.rerank.base import PairScorer
 from synthrank.rerank.bi_encoder import BiEncoderScorer
-from synthrank.rerank.cross_encoder import CrossEncoderReranker, ModelInfo, inspect_model
+from synthrank.rerank.cross_encoder import CrossEncoderReranker
 from synthrank.rerank.factory import load_fused_scorer, load_scorer
 from synthrank.rerank.fusion import FusedScorer, fuse_scores, standardise_per_query
 from synthrank.rerank.memo import RememberingScorer
+from synthrank.runtime.models import ModelInfo, inspect_model
 
 __all__ = [
     "BiEncoderScorer",

@@ -9,134 +9,38 @@ split into overlapping passages whose best score stands for the document ("maxp"
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from synthrank.errors import ModelError
-from synthrank.models import resolve_encoder
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+from synthrank.runtime import (
+    DTYPE_NAMES,
+    SCORING,
+    ModelInfo,
+    autocast_context,
+    batch_tensors,
+    borrow_pad_token,
+    inspect_model,
+    load_encoder,
+    resolve_device,
+    resolve_precision,
+    split_dtype,
+    torch_threads,
+)
+from synthrank.runtime import quiet_transformers as quiet_transformers  # benchmarks import it from here
 
 logger = logging.getLogger(__name__)
 
 LongDocuments = Literal["truncate", "maxp"]
-ModelKind = Literal["cross-encoder", "classifier", "encoder", "generative", "unknown"]
-
-_DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-}
 
 
-# --------------------------------------------------------------------------- model inspection
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model folder or hub id holds, read from its config without loading weights."""
-
-    source: str
-    kind: ModelKind
-    architectures: tuple[str, ...]
-    num_labels: int
-    model_type: str
-    local: bool
-    has_safetensors: bool
-
-    def describe(self) -> str:
-        arch = ", ".join(self.architectures) or "no architectures in config.json"
-        article = "an" if self.kind[0] in "aeiou" else "a"
-        return f"{article} {self.kind} ({arch}; num_labels={self.num_labels})"
-
-
-def _classify(architectures: Sequence[str], num_labels: int, is_sentence_transformer: bool) -> ModelKind:
-    for arch in architectures:
-        if arch.endswith("ForSequenceClassification"):
-            return "cross-encoder" if num_labels == 1 else "classifier"
-    for arch in architectures:
-        if arch.endswith(("ForCausalLM", "ForConditionalGeneration", "LMHeadModel")):
-            return "generative"
-    for arch in architectures:
-        if arch.endswith(("Model", "ForMaskedLM", "ForPreTraining")):
-            return "encoder"
-    return "encoder" if is_sentence_transformer else "unknown"
-
-
-def inspect_model(model: str | Path, *, trust_remote_code: bool = False) -> ModelInfo:
-    """Read a model's config and say what it is, so a wrong folder fails with a clear message, not a shape error.
-
-    Raises:
-        ModelError: the name resolves to nothing loadable, or a local folder ships only pickle weights.
-    """
-    source = resolve_encoder(model)
-    path = Path(source)
-    local = path.is_dir()
-    has_safetensors = True
-    is_st = False
-    if local:
-        has_safetensors = any(path.glob("*.safetensors"))
-        if not has_safetensors:
-            pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-            found = f" (found {', '.join(sorted(pickles))})" if pickles else ""
-            raise ModelError(
-                f"{path} has no *.safetensors weights{found}: synthrank loads safetensors only, because pickle "
-                "weights can run code; convert them with `model.save_pretrained(dir, safe_serialization=True)`"
-            )
-        is_st = (path / "modules.json").exists() or (path / "config_sentence_transformers.json").exists()
-        config_path = path / "config.json"
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{config_path}: cannot read the model config ({exc})") from None
-        architectures = tuple(config.get("architectures") or ())
-        num_labels = _num_labels(config)
-        model_type = str(config.get("model_type", ""))
-    else:
-        try:
-            from transformers import AutoConfig
-
-            cfg = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-        except Exception as exc:  # OSError, ValueError, requests errors: all mean "cannot get it"
-            raise ModelError(
-                f"cannot load a model config for {source!r}: not a local folder, not a packaged short name "
-                f"(e.g. 'minilm'), and the hub could not provide it ({type(exc).__name__}: {exc})"
-            ) from None
-        architectures = tuple(getattr(cfg, "architectures", None) or ())
-        num_labels = int(getattr(cfg, "num_labels", 2))
-        model_type = str(getattr(cfg, "model_type", ""))
-    return ModelInfo(
-        source=source,
-        kind=_classify(architectures, num_labels, is_st),
-        architectures=architectures,
-        num_labels=num_labels,
-        model_type=model_type,
-        local=local,
-        has_safetensors=has_safetensors,
-    )
-
-
-def _num_labels(config: dict[str, Any]) -> int:
-    if "num_labels" in config:
-        return int(config["num_labels"])
-    if isinstance(config.get("id2label"), dict):
-        return len(config["id2label"])
-    return 2  # transformers' default for a config without labels
-
-
-# --------------------------------------------------------------------------- torch helpers
+# --------------------------------------------------------------------------- batch size
 
 CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 128
@@ -147,135 +51,6 @@ def resolve_batch_size(batch_size: int | None, device: str) -> int:
     if batch_size is not None:
         return batch_size
     return CUDA_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
-
-
-def resolve_device(device: str | None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else as given."""
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    assert device is not None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} was asked for but torch sees no CUDA GPU")
-    return device
-
-
-def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
-    """``"auto"`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
-    import torch
-
-    if dtype in (None, "auto"):
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    assert dtype is not None
-    name = _DTYPES.get(dtype.lower())
-    if name is None:
-        raise ModelError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    return getattr(torch, name)  # type: ignore[no-any-return]
-
-
-def split_dtype(dtype: torch.dtype, device: str) -> tuple[torch.dtype, torch.dtype | None]:
-    """``(weights dtype, autocast dtype or None)`` for a resolved dtype on a device.
-
-    On CUDA half-precision weights are the fast path. On a CPU, bf16/fp16 run as autocast over
-    float32 weights: the matrix multiplies take the CPU's bf16 units (AMX: ~10x fp32 here) while
-    layer norms and softmax stay in float32, which keeps the scores much closer to fp32.
-    """
-    import torch
-
-    if device.startswith("cpu") and dtype in (torch.bfloat16, torch.float16):
-        from synthrank.models.cpu import warn_if_bf16_is_slow
-
-        warn_if_bf16_is_slow(f"{str(dtype).replace('torch.', '')} scoring")
-        return torch.float32, dtype
-    return dtype, None
-
-
-def autocast_context(device: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` on the device's type when ``dtype`` is set, else a no-op."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.autocast(device.split(":")[0], dtype=dtype)
-
-
-@contextlib.contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Run a block with ``num_threads`` intra-op CPU threads and restore the process setting afterwards."""
-    if num_threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports (e.g. 'classifier newly initialised') where we expect them."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(before)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def pad_rows(rows: Sequence[Sequence[int]], pad_value: int, *, left: bool = False) -> np.ndarray:
-    """Stack variable-length id rows into one int64 matrix padded to the longest row (dynamic padding)."""
-    width = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), width), pad_value, dtype=np.int64)
-    for i, row in enumerate(rows):
-        n = len(row)
-        if n:
-            if left:
-                out[i, width - n :] = row
-            else:
-                out[i, :n] = row
-    return out
-
-
-def batch_tensors(
-    input_ids: Sequence[Sequence[int]],
-    token_type_ids: Sequence[Sequence[int]] | None,
-    *,
-    pad_id: int,
-    left: bool = False,
-    device: str = "cpu",
-    drop_full_mask: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Model inputs for one batch, padded to its longest row; the mask is left out when no row is padded."""
-    import torch
-
-    ids = pad_rows(input_ids, pad_id, left=left)
-    lengths = np.fromiter((len(r) for r in input_ids), dtype=np.int64, count=len(input_ids))
-    out: dict[str, torch.Tensor] = {"input_ids": torch.from_numpy(ids)}
-    if not (drop_full_mask and bool((lengths == ids.shape[1]).all())):
-        positions = np.arange(ids.shape[1])
-        mask = (
-            (positions[None, :] >= ids.shape[1] - lengths[:, None]) if left else (positions[None, :] < lengths[:, None])
-        )
-        out["attention_mask"] = torch.from_numpy(mask.astype(np.int64))
-    if token_type_ids is not None:
-        out["token_type_ids"] = torch.from_numpy(pad_rows(token_type_ids, 0, left=left))
-    if device != "cpu":
-        pin = device.startswith("cuda")
-        out = {k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in out.items()}
-    return out
 
 
 # --------------------------------------------------------------------------- the reranker
@@ -417,50 +192,26 @@ class CrossEncoderReranker:
         if self._model is not None:
             return
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         info = inspect_model(self.model_name, trust_remote_code=self.trust_remote_code)
-        if info.kind != "cross-encoder":
-            if info.kind == "encoder" and self.fresh_head:
-                logger.warning(
-                    "%s is a plain encoder: adding an untrained one-logit head (scores are at chance until trained)",
-                    info.source,
-                )
-            else:
-                hint = (
-                    " Train one with `synthrank train`, or pass fresh_head=True to start from this encoder."
-                    if info.kind == "encoder"
-                    else ""
-                )
-                raise ModelError(
-                    f"{info.source} is {info.describe()}, not a one-logit sequence-classification cross-encoder.{hint}"
-                )
+        self._check_kind(info)
         self._device = resolve_device(self.device)
         if self.quantize == "int8" and not self._device.startswith("cpu"):
             raise ModelError("quantize='int8' is dynamic CPU quantization; on CUDA use dtype='bfloat16' or 'float16'")
         self._batch_size = resolve_batch_size(self.batch_size, self._device)
-        torch_dtype = resolve_dtype(self.dtype, self._device)
-        if self.quantize is not None and torch_dtype != torch.float32:
+        precision = resolve_precision(self.dtype, self._device, SCORING)
+        if self.quantize is not None and precision != "fp32":
             raise ModelError("quantize='int8' scores int8 weights with float32 activations: leave dtype='auto'")
-        weights_dtype, self._autocast = split_dtype(torch_dtype, self._device)
-        with quiet_transformers():
-            try:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    info.source,
-                    num_labels=1,
-                    use_safetensors=True,
-                    trust_remote_code=self.trust_remote_code,
-                    dtype=weights_dtype,
-                )
-                tokenizer = AutoTokenizer.from_pretrained(
-                    self.tokenizer_name or info.source, trust_remote_code=self.trust_remote_code
-                )
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load the cross-encoder {info.source!r}: {exc}") from None
-        if tokenizer.pad_token_id is None:
-            if tokenizer.eos_token_id is None:
-                raise ModelError(f"the tokenizer of {info.source!r} has no padding token and no end token")
-            tokenizer.pad_token = tokenizer.eos_token
+        weights_dtype, self._autocast = split_dtype(precision, self._device)
+        model, tokenizer = load_encoder(
+            info,
+            head="relevance",
+            dtype=weights_dtype,
+            describe=f"the cross-encoder {info.source!r}",
+            trust_remote_code=self.trust_remote_code,
+            tokenizer=self.tokenizer_name,
+        )
+        if borrow_pad_token(tokenizer, info.source):
             model.config.pad_token_id = tokenizer.pad_token_id
         model.eval()
         if self.quantize == "int8":
@@ -479,10 +230,29 @@ class CrossEncoderReranker:
             "loaded cross-encoder %s on %s (%s%s%s, max_length=%d)",
             info.source,
             self._device,
-            str(torch_dtype).replace("torch.", ""),
+            DTYPE_NAMES[precision],
             " autocast" if self._autocast is not None else "",
             ", int8" if self.quantize else "",
             self._max_length,
+        )
+
+    def _check_kind(self, info: ModelInfo) -> None:
+        """Refuse anything but a one-logit cross-encoder (a plain encoder only with ``fresh_head``)."""
+        if info.kind == "cross-encoder":
+            return
+        if info.kind == "encoder" and self.fresh_head:
+            logger.warning(
+                "%s is a plain encoder: adding an untrained one-logit head (scores are at chance until trained)",
+                info.source,
+            )
+            return
+        hint = (
+            " Train one with `synthrank train`, or pass fresh_head=True to start from this encoder."
+            if info.kind == "encoder"
+            else ""
+        )
+        raise ModelError(
+            f"{info.source} is {info.describe()}, not a one-logit sequence-classification cross-encoder.{hint}"
         )
 
     def _concurrent_batches(self) -> int:

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from synthrank.errors import ModelError
 from synthrank.rerank.base import PairScorer
 from synthrank.rerank.bi_encoder import BiEncoderScorer
-from synthrank.rerank.cross_encoder import CrossEncoderReranker, inspect_model
+from synthrank.rerank.cross_encoder import CrossEncoderReranker
+from synthrank.runtime.models import inspect_model
 
 ScorerKind = Literal["auto", "cross-encoder", "bi-encoder", "llm"]
 

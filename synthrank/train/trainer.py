@@ -61,6 +61,24 @@ import numpy as np
 from synthrank.data.groups import TrainingGroup
 from synthrank.data.jsonl import atomic_write, honour_umask, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
+from synthrank.runtime import (
+    TRAINING,
+    Precision,
+    autocast_context,
+    autocast_dtype,
+    batch_tensors,
+    borrow_pad_token,
+    inspect_model,
+    load_encoder,
+    load_encoder_weights,
+    pool_embeddings,
+    quiet_transformers,
+    read_sentence_transformers_settings,
+    resolve_device,
+    resolve_precision,
+    set_torch_threads,
+    write_sentence_transformers_files,
+)
 from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng_state, set_seed
 from synthrank.train.config import TrainConfig
 from synthrank.train.data import GroupSampler, SampledGroup, groups_fingerprint, load_groups
@@ -130,63 +148,6 @@ def peak_rss_mb() -> float:
     """This process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
-def collate(
-    input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]] | None, pad_id: int, device: str
-) -> dict[str, Any]:
-    """Right-padded tensors for one forward pass, padded to its own longest row.
-
-    When no row is padded (common after length sorting, where many pairs fill ``max_length``) the
-    attention mask is left out, which lets SDPA take its faster mask-free kernel.
-    """
-    import torch
-
-    width = max(len(r) for r in input_ids)
-    ids = np.full((len(input_ids), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(input_ids), width), dtype=np.int64)
-    types = np.zeros((len(input_ids), width), dtype=np.int64) if token_type_ids is not None else None
-    for i, row in enumerate(input_ids):
-        ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1
-        if types is not None and token_type_ids is not None:
-            types[i, : len(row)] = token_type_ids[i]
-    out = {"input_ids": torch.from_numpy(ids)}
-    if not all(len(r) == width for r in input_ids):
-        out["attention_mask"] = torch.from_numpy(mask)
-    if types is not None:
-        out["token_type_ids"] = torch.from_numpy(types)
-    if device != "cpu":
-        out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
-    return out
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` -> bf16 on a CUDA GPU that has it, fp16 on other GPUs; on a CPU bf16 with AMX or AVX512-BF16, else fp32.
-
-    On a CPU, bf16 is autocast (matrix multiplies in bf16, weights and optimizer in fp32): with AMX
-    it trains ~1.4-2.5x faster than fp32 (measured on MiniLM), with AVX512-BF16 (AMD Zen 4) 2.31x
-    (``benchmarks/bench_bf16_cpu.py``); without either it gains little.
-    """
-    import torch
-
-    cuda = device.startswith("cuda")
-    if precision == "auto":
-        if not cuda:
-            from synthrank.models.cpu import cpu_bf16_is_fast
-
-            return "bf16" if cpu_bf16_is_fast() else "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and not cuda:
-        raise DataError(
-            f"fp16 training needs a CUDA GPU (loss scaling) and this run is on {device}; use 'bf16', 'fp32' or 'auto'",
-            field="precision",
-        )
-    if precision == "bf16" and not cuda:
-        from synthrank.models.cpu import warn_if_bf16_is_slow
-
-        warn_if_bf16_is_slow("bf16 training")
-    return precision
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -277,17 +238,12 @@ class RerankerTrainer:
         """The backbone's transformers config (no weights loaded)."""
         from transformers import AutoConfig
 
-        from synthrank.rerank.cross_encoder import inspect_model
-
         info = inspect_model(self.config.model, trust_remote_code=self.config.trust_remote_code)
         return AutoConfig.from_pretrained(info.source, trust_remote_code=self.config.trust_remote_code)
 
     def _load_model(self, device: str) -> tuple[Any, Any, str]:
+        """The backbone in float32 (a fresh one-logit head on a plain encoder), its tokenizer and its source."""
         import torch
-        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
-
-        from synthrank.rerank.bi_encoder import read_sentence_transformers_settings
-        from synthrank.rerank.cross_encoder import inspect_model, quiet_transformers
 
         cfg = self.config
         info = inspect_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
@@ -302,27 +258,15 @@ class RerankerTrainer:
                 f"{info.source} is {info.describe()}: training starts from a transformer encoder (a fresh "
                 "one-logit head is added) or from a one-logit cross-encoder"
             )
-        with quiet_transformers():
-            try:
-                if bi:
-                    model = AutoModel.from_pretrained(
-                        info.source, use_safetensors=True, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32
-                    )
-                else:
-                    model = AutoModelForSequenceClassification.from_pretrained(
-                        info.source,
-                        num_labels=1,
-                        use_safetensors=True,
-                        trust_remote_code=cfg.trust_remote_code,
-                        dtype=torch.float32,
-                    )
-                tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or info.source, trust_remote_code=cfg.trust_remote_code)
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load {info.source!r} as a cross-encoder to train: {exc}") from None
-        if tokenizer.pad_token_id is None:
-            if tokenizer.eos_token_id is None:
-                raise ModelError(f"the tokenizer of {info.source!r} has no padding token and no end token")
-            tokenizer.pad_token = tokenizer.eos_token
+        model, tokenizer = load_encoder(
+            info,
+            head="none" if bi else "relevance",
+            dtype=torch.float32,
+            describe=f"{info.source!r} as a cross-encoder to train",
+            trust_remote_code=cfg.trust_remote_code,
+            tokenizer=cfg.tokenizer,
+        )
+        borrow_pad_token(tokenizer, info.source)
         model.config.pad_token_id = tokenizer.pad_token_id
         if tokenizer.padding_side != "right":
             tokenizer.padding_side = "right"
@@ -437,18 +381,15 @@ class RerankerTrainer:
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
-        if cfg.num_threads is not None:
-            torch.set_num_threads(cfg.num_threads)
+        set_torch_threads(cfg.num_threads)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         distributed = world > 1
         if distributed:
             device, precision = self._setup_accelerate()
             rank = int(self._accelerator.process_index)
         else:
-            from synthrank.rerank.cross_encoder import resolve_device
-
             device = resolve_device(cfg.device)
-            precision = resolve_precision(cfg.precision, device)
+            precision = resolve_precision(cfg.precision, device, TRAINING)
             rank = 0
             if device == "cpu":  # activations live in RAM: lower the budget, or refuse, before anything is loaded
                 cfg = self.config = fit_train_memory(cfg, self._model_config())
@@ -496,11 +437,8 @@ class RerankerTrainer:
         autocast: Callable[[], Any]
         if distributed:
             autocast = self._accelerator.autocast
-        elif precision in ("bf16", "fp16"):
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-            autocast = lambda: torch.autocast(device.split(":")[0], dtype=dtype)  # noqa: E731
         else:
-            autocast = contextlib.nullcontext
+            autocast = lambda: autocast_context(device, autocast_dtype(precision))  # noqa: E731
         bucket = 0 if distributed else cfg.length_bucket_rows  # DDP wants one forward per backward
         pad_id = int(tokenizer.pad_token_id)
         # passes of a step over the activation budget are recomputed in backward (see synthrank.train.memory)
@@ -531,8 +469,8 @@ class RerankerTrainer:
             outs = []
             with autocast():
                 for idx in passes:
-                    inputs = collate([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
-                                     pad_id, device)
+                    inputs = batch_tensors([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
+                                           pad_id=pad_id, device=device, drop_full_mask=True)
                     if recompute:
                         out = checkpoint(run, inputs, use_reentrant=False)
                         outs.append(release_on_backward(out))
@@ -552,8 +490,6 @@ class RerankerTrainer:
             return logits.view(len(batch), -1)
 
         def pooled(inputs: dict[str, Any]) -> Any:
-            from synthrank.rerank.bi_encoder import pool_embeddings
-
             hidden = model(**inputs).last_hidden_state
             return pool_embeddings(hidden.float(), inputs.get("attention_mask"), self._pooling, True)
 
@@ -748,7 +684,7 @@ class RerankerTrainer:
 
     # ------------------------------------------------------------------ outputs
 
-    def _setup_accelerate(self) -> tuple[str, str]:
+    def _setup_accelerate(self) -> tuple[str, Precision]:
         try:
             from accelerate import Accelerator
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -756,15 +692,12 @@ class RerankerTrainer:
         import torch
 
         cuda = torch.cuda.is_available() and self.config.device != "cpu"
-        precision = resolve_precision(self.config.precision, "cuda" if cuda else "cpu")
+        precision = resolve_precision(self.config.precision, "cuda" if cuda else "cpu", TRAINING)
         mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
         self._accelerator = Accelerator(mixed_precision=mixed, cpu=not cuda)
         return str(self._accelerator.device), precision
 
     def _save_model(self, model: Any, tokenizer: Any, target: Path) -> None:
-        from synthrank.rerank.bi_encoder import write_sentence_transformers_files
-        from synthrank.rerank.cross_encoder import quiet_transformers
-
         def fill(tmp: Path) -> None:
             # scorers (ours, sentence-transformers' CrossEncoder) default to the tokenizer's limit:
             # make that the length the model was trained at, not the backbone's 512
@@ -791,16 +724,12 @@ class RerankerTrainer:
         """
         import torch
         from safetensors.torch import load_model
-        from transformers import AutoModel
-
-        from synthrank.rerank.cross_encoder import quiet_transformers
 
         m = self.config.merge_with_base
         if from_best and self.best_dir.exists():
             load_model(model, str(self.best_dir / WEIGHTS_FILE), device=str(next(model.parameters()).device))
-        with quiet_transformers():
-            base = AutoModel.from_pretrained(base_path, use_safetensors=True, dtype=torch.float32,
-                                             trust_remote_code=self.config.trust_remote_code).state_dict()  # fmt: skip
+        base = load_encoder_weights(base_path, dtype=torch.float32,
+                                    trust_remote_code=self.config.trust_remote_code).state_dict()  # fmt: skip
         with torch.no_grad():
             for name, tensor in model.state_dict().items():
                 if name not in base or base[name].shape != tensor.shape:
