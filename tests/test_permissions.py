@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from synthrank.data import atomic_write, write_json, write_jsonl
-from synthrank.data.jsonl import current_umask
+from synthrank.data.jsonl import atomic_dir, current_umask
 from synthrank.evaluate.runs import write_trec_run
-from synthrank.train.trainer import atomic_dir
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])

@@ -1,4 +1,4 @@
-"""JSONL and file plumbing shared by every stage: atomic writes and resumable appends.
+"""JSONL and file plumbing shared by every stage: atomic writes (files and folders) and resumable appends.
 
 Every long step of the method writes its results incrementally through
 :class:`ResumableJsonlWriter`, so a killed run loses at most the record it was writing,
@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -79,6 +80,33 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        raise
+
+
+def atomic_dir(target: str | Path, fill: Callable[[Path], None]) -> None:
+    """Fill a temporary folder beside ``target`` and rename it into place (replacing an older one).
+
+    What :func:`atomic_write` is for a file, for a folder: models, checkpoints and conversions are
+    assembled beside their final name, so a kill never leaves a half-written folder that a later run
+    would trust. The folder gets the mode the umask gives new folders, not ``mkdtemp``'s private 0700.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        honour_umask(tmp, directory=True)
+        fill(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

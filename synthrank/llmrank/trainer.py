@@ -34,18 +34,15 @@ import hashlib
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from synthrank.data.jsonl import atomic_write, honour_umask, write_json
+from synthrank.data.jsonl import atomic_dir, atomic_write, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
 from synthrank.llmrank.data import SFTExample, class_counts
 from synthrank.llmrank.prompt import PointwisePrompt, PromptEncoder
@@ -58,7 +55,14 @@ from synthrank.runtime import (
     resolve_precision,
     torch_dtype,
 )
-from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng_state, set_seed
+from synthrank.train.checkpoint import (
+    list_checkpoints,
+    load_checkpoint_state,
+    restore_trainer_state,
+    set_seed,
+    trainer_state,
+    write_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -222,40 +226,20 @@ class LoRATrainer:
 
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints, oldest first."""
-        if not self.checkpoint_root.exists():
-            return []
-        found = [p for p in self.checkpoint_root.glob("step-*") if p.is_dir() and (p / CHECKPOINT_STATE).exists()]
-        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+        return list_checkpoints(self.checkpoint_root, (CHECKPOINT_STATE,))
 
     def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> Path:
         import torch
         from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
-        target = self.checkpoint_root / f"step-{state['global_step']:06d}"
-        self.checkpoint_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.checkpoint_root))
-        try:
-            honour_umask(tmp, directory=True)
+        def fill(tmp: Path) -> None:
             weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
             save_file(weights, str(tmp / ADAPTER_WEIGHTS))
-            payload = {
-                **state,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng_state(),
-            }
-            torch.save(payload, tmp / CHECKPOINT_STATE)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in self.checkpoints()[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        logger.info("checkpoint %s", target)
-        return target
+            torch.save(trainer_state(state, optimizer, scheduler), tmp / CHECKPOINT_STATE)
+
+        return write_checkpoint(self.checkpoint_root, state["global_step"], fill, keep=self.config.keep_checkpoints,
+                                required=(CHECKPOINT_STATE,))  # fmt: skip
 
     def _load_checkpoint(self, path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
         from peft import set_peft_model_state_dict
@@ -267,9 +251,7 @@ class LoRATrainer:
         if unexpected:
             raise ModelError(f"checkpoint {path} does not fit this model: unexpected keys {unexpected[:5]}")
         state = load_checkpoint_state(path / CHECKPOINT_STATE)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        restore_trainer_state(state, optimizer, scheduler)
         return state
 
     # ------------------------------------------------------------------ training
@@ -498,7 +480,7 @@ class LoRATrainer:
             _write_meta(folder, {**meta, "kind": kind})
 
         adapter_dir = self.output_dir / "adapter"
-        _atomic_dir(adapter_dir, lambda tmp: save(tmp, model, "adapter"))
+        atomic_dir(adapter_dir, lambda tmp: save(tmp, model, "adapter"))
         merged_dir: Path | None = None
         if self.config.merge:
             merged = model.merge_and_unload()
@@ -506,7 +488,7 @@ class LoRATrainer:
                 merged = merged.to(torch_dtype(self.config.output_dtype))
             merged.config.use_cache = True
             merged_dir = self.output_dir / "merged"
-            _atomic_dir(merged_dir, lambda tmp: save(tmp, merged, "merged"))
+            atomic_dir(merged_dir, lambda tmp: save(tmp, merged, "merged"))
             del merged
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -607,19 +589,3 @@ def _mean_tail(values: list[float], n: int = 10) -> float:
 
 def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
     (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-
-def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temporary folder beside ``target`` and rename it into place (replacing an older one)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        honour_umask(tmp, directory=True)
-        fill(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-

@@ -1,4 +1,7 @@
-"""Seeding, RNG state and safe reading of trainer checkpoints, shared by both trainers.
+"""Seeding, RNG state, checkpoint folders and safe reading of trainer checkpoints, shared by both trainers.
+
+A checkpoint is a ``step-NNNNNN/`` folder written atomically (:func:`write_checkpoint`): a kill mid-write
+leaves the previous checkpoint as the newest complete one. Only the ``keep`` newest are kept.
 
 A checkpoint folder may come from someone else (a shared disk, a download), so its state file
 is read with ``torch.load(..., weights_only=True)``: tensors, containers and plain Python values
@@ -18,14 +21,20 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import pickle
 import random
+import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from synthrank.data.jsonl import atomic_dir
 from synthrank.errors import ModelError
+
+logger = logging.getLogger(__name__)
 
 
 def set_seed(seed: int) -> None:
@@ -129,3 +138,41 @@ def load_checkpoint_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint state {path} holds a {type(state).__name__}, expected a dict")
     return state
+
+
+def list_checkpoints(root: Path, required: Sequence[str]) -> list[Path]:
+    """The complete ``step-*`` folders under ``root`` (each holding every ``required`` file), oldest first."""
+    if not root.exists():
+        return []
+    found = [p for p in root.glob("step-*") if p.is_dir() and all((p / name).exists() for name in required)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def write_checkpoint(
+    root: Path, step: int, fill: Callable[[Path], None], *, keep: int, required: Sequence[str]
+) -> Path:
+    """Write checkpoint ``step`` atomically (``fill`` writes its files), then drop all but the ``keep`` newest."""
+    target = root / f"step-{step:06d}"
+    atomic_dir(target, fill)
+    for old in list_checkpoints(root, required)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("checkpoint %s", target)
+    return target
+
+
+def trainer_state(state: dict[str, Any], optimizer: Any, scheduler: Any, **extra: Any) -> dict[str, Any]:
+    """A checkpoint's state file: the trainer's ``state``, optimizer, scheduler, ``extra`` and every RNG state."""
+    return {
+        **state,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        **extra,
+        "rng": rng_state(),
+    }
+
+
+def restore_trainer_state(state: dict[str, Any], optimizer: Any, scheduler: Any) -> None:
+    """Put the optimizer, the scheduler and every RNG back where :func:`trainer_state` found them."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])

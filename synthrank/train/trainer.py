@@ -49,7 +49,6 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from synthrank.data.groups import TrainingGroup
-from synthrank.data.jsonl import atomic_write, honour_umask, write_json
+from synthrank.data.jsonl import atomic_dir, atomic_write, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
 from synthrank.runtime import (
     TRAINING,
@@ -79,7 +78,14 @@ from synthrank.runtime import (
     set_torch_threads,
     write_sentence_transformers_files,
 )
-from synthrank.train.checkpoint import load_checkpoint_state, rng_state, set_rng_state, set_seed
+from synthrank.train.checkpoint import (
+    list_checkpoints,
+    load_checkpoint_state,
+    restore_trainer_state,
+    set_seed,
+    trainer_state,
+    write_checkpoint,
+)
 from synthrank.train.config import TrainConfig
 from synthrank.train.data import GroupSampler, SampledGroup, groups_fingerprint, load_groups
 from synthrank.train.dev import DevSet
@@ -120,30 +126,6 @@ class TrainResult:
 # --------------------------------------------------------------------------- small helpers
 
 
-def atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temporary folder beside ``target`` and rename it into place (replacing an older one).
-
-    The folder gets the mode the umask gives new folders, not ``mkdtemp``'s private 0700.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        honour_umask(tmp, directory=True)
-        fill(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -180,32 +162,19 @@ class RerankerTrainer:
 
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints, oldest first."""
-        if not self.checkpoint_root.exists():
-            return []
-        found = [p for p in self.checkpoint_root.glob("step-*") if (p / STATE_FILE).exists() and (p / WEIGHTS_FILE).exists()]
-        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+        return list_checkpoints(self.checkpoint_root, (STATE_FILE, WEIGHTS_FILE))
 
     def _save_checkpoint(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, state: dict[str, Any]) -> None:
         import torch
         from safetensors.torch import save_model
 
-        target = self.checkpoint_root / f"step-{state['global_step']:06d}"
-
         def fill(tmp: Path) -> None:
             save_model(model, str(tmp / WEIGHTS_FILE))
-            payload = {
-                **state,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rng_state(),
-            }
-            torch.save(payload, tmp / STATE_FILE)
+            scaler_state = scaler.state_dict() if scaler is not None else None
+            torch.save(trainer_state(state, optimizer, scheduler, scaler=scaler_state), tmp / STATE_FILE)
 
-        atomic_dir(target, fill)
-        for old in self.checkpoints()[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        logger.info("checkpoint %s", target)
+        write_checkpoint(self.checkpoint_root, state["global_step"], fill, keep=self.config.keep_checkpoints,
+                         required=(STATE_FILE, WEIGHTS_FILE))  # fmt: skip
 
     def _load_checkpoint(self, path: Path, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> dict[str, Any]:
         from safetensors.torch import load_model
@@ -218,11 +187,9 @@ class RerankerTrainer:
                 f"{sorted(unexpected)[:3]}); was it written for another backbone?"
             )
         state = load_checkpoint_state(path / STATE_FILE)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        restore_trainer_state(state, optimizer, scheduler)
         if scaler is not None and state.get("scaler") is not None:
             scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
         return state
 
     def _clear(self) -> None:
