@@ -16,17 +16,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from synthrank.data.jsonl import honour_umask
+from synthrank.data.jsonl import atomic_dir
 from synthrank.errors import ModelError
 from synthrank.runtime import torch_dtype
 
@@ -70,8 +66,6 @@ def convert_gguf_to_hf(
     Returns:
         ``output_dir``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf_path = Path(gguf_path).expanduser().resolve()
     output_dir = Path(output_dir).expanduser()
     if not gguf_path.is_file():
@@ -79,58 +73,60 @@ def convert_gguf_to_hf(
     if (output_dir / CONVERSION_MARKER).exists() and not overwrite:
         return output_dir
     weights_dtype = torch_dtype(dtype)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     started = time.perf_counter()
-    try:
-        honour_umask(tmp, directory=True)
-        logger.info("converting %s to a Hugging Face folder (dequantizing; ~100 s per 0.5B parameters)", gguf_path.name)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(gguf_path.parent), gguf_file=gguf_path.name, dtype=weights_dtype
-            )
-        except (ValueError, KeyError, OSError, RuntimeError) as exc:
-            raise ModelError(
-                f"transformers cannot load {gguf_path} as a causal LM ({type(exc).__name__}: {exc}); "
-                "only GGUF architectures transformers supports (llama, qwen2, mistral, gemma...) convert"
-            ) from exc
-        tokenizer.save_pretrained(str(tmp))
-        # a GGUF-loaded model refuses save_pretrained (it counts as quantized): copy its dequantized
-        # weights into a plain model built from the same config and save that one
-        config = model.config
-        if hasattr(config, "quantization_config"):
-            delattr(config, "quantization_config")
-        plain = AutoModelForCausalLM.from_config(config, dtype=weights_dtype)
-        missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False, assign=True)
-        missing = [k for k in missing if k not in _tied_keys(plain)]
-        if missing or unexpected:
-            raise ModelError(f"converting {gguf_path.name}: weights missing {missing[:5]} / unexpected {unexpected[:5]}")
-        plain.tie_weights()
-        if model.generation_config is not None:
-            plain.generation_config = model.generation_config
-        plain.save_pretrained(str(tmp), safe_serialization=True)
-        marker: dict[str, Any] = {
-            "source": str(gguf_path),
-            "source_name": gguf_path.name,
-            "source_bytes": gguf_path.stat().st_size,
-            "dtype": dtype,
-            "architecture": type(model).__name__,
-            "num_parameters": int(sum(p.numel() for p in model.parameters())),
-            "seconds": round(time.perf_counter() - started, 1),
-            "note": "weights dequantized from the GGUF file: the quality of the quantized model, not of the original",
-        }
-        (tmp / CONVERSION_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        del model, plain
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(tmp, output_dir)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
-        raise
+    logger.info("converting %s to a Hugging Face folder (dequantizing; ~100 s per 0.5B parameters)", gguf_path.name)
+    atomic_dir(output_dir, lambda tmp: _write_conversion(gguf_path, tmp, dtype, weights_dtype, started))
     logger.info("converted %s -> %s in %.0f s", gguf_path.name, output_dir, time.perf_counter() - started)
     return output_dir
+
+
+def _write_conversion(gguf_path: Path, folder: Path, dtype: str, weights_dtype: Any, started: float) -> None:
+    """Tokenizer, dequantized safetensors weights and, last, the marker that says the conversion completed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=weights_dtype)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise ModelError(
+            f"transformers cannot load {gguf_path} as a causal LM ({type(exc).__name__}: {exc}); "
+            "only GGUF architectures transformers supports (llama, qwen2, mistral, gemma...) convert"
+        ) from exc
+    tokenizer.save_pretrained(str(folder))
+    _plain_copy(model, weights_dtype, gguf_path.name).save_pretrained(str(folder), safe_serialization=True)
+    marker: dict[str, Any] = {
+        "source": str(gguf_path),
+        "source_name": gguf_path.name,
+        "source_bytes": gguf_path.stat().st_size,
+        "dtype": dtype,
+        "architecture": type(model).__name__,
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "seconds": round(time.perf_counter() - started, 1),
+        "note": "weights dequantized from the GGUF file: the quality of the quantized model, not of the original",
+    }
+    (folder / CONVERSION_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def _plain_copy(model: Any, weights_dtype: Any, name: str) -> Any:
+    """A plain model with a GGUF-loaded model's dequantized weights.
+
+    A GGUF-loaded model refuses ``save_pretrained`` (it counts as quantized): its weights go into a plain
+    model built from the same config, which saves like any other.
+    """
+    from transformers import AutoModelForCausalLM
+
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config, dtype=weights_dtype)
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False, assign=True)
+    missing = [k for k in missing if k not in _tied_keys(plain)]
+    if missing or unexpected:
+        raise ModelError(f"converting {name}: weights missing {missing[:5]} / unexpected {unexpected[:5]}")
+    plain.tie_weights()
+    if model.generation_config is not None:
+        plain.generation_config = model.generation_config
+    return plain
 
 
 def resolve_causal_lm(name_or_path: str | Path, *, cache: str | Path | None = None, dtype: str = "float32") -> Path | str:
