@@ -51,7 +51,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,68 @@ class TrainResult:
     completed: bool = True
     global_step: int = 0
     total_steps: int = 0
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint keeps besides weights, optimizer, scheduler and RNG: the data position and dev history.
+
+    The step is the data position too: epoch order and negative draws are functions of seed, epoch and group.
+    """
+
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    dev_history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    train_seconds: float = 0.0
+    groups_trained: int = 0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's state entries (plain values and lists: loadable with ``weights_only=True``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
+        """The state a checkpoint saved (entries it lacks keep their defaults)."""
+        fresh = cls()
+        return cls(**{f.name: saved.get(f.name, getattr(fresh, f.name)) for f in fields(cls)})
+
+
+@dataclass
+class _Session:
+    """The live objects of one training session: rebuilt on every (re)start, never checkpointed themselves."""
+
+    sampler: GroupSampler
+    dev: DevSet | None
+    fingerprint: dict[str, Any]
+    device: str
+    precision: Precision
+    rank: int
+    world: int
+    model: Any  # what runs forward and backward (DDP-wrapped when distributed)
+    raw_model: Any  # the model itself: saved, evaluated, merged
+    tokenizer: Any
+    base_path: str
+    optimizer: Any
+    scheduler: Any
+    scaler: Any  # fp16's gradient scaler (single process on CUDA), else None
+    total_steps: int
+    steps_per_epoch: int
+    shape: EncoderShape
+    state: TrainState = field(default_factory=TrainState)
+    recomputed_batches: int = 0  # batches whose passes were recomputed in backward (this session)
+    ema: float | None = None  # smoothed loss for the progress bar and log
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -342,16 +404,23 @@ class RerankerTrainer:
         stop_after_steps: int | None,
         show_progress: bool,
     ) -> TrainResult:
+        """Set up, resume, run the steps and write the outputs; the loop's pieces are the methods below."""
+        session = self._start(sampler, dev, fingerprint)
+        self._resume(session, checkpoints)
+        stopped_on_request = self._loop(session, stop_after_steps, show_progress)
+        return self._finish(session, stopped_on_request, source, started)
+
+    # ------------------------------------------------------------------ the loop's steps
+
+    def _start(self, sampler: GroupSampler, dev: DevSet | None, fingerprint: dict[str, Any]) -> _Session:
+        """Device, precision, seed, model, optimizer and schedule of a session (DDP-wrapped when distributed)."""
         import torch
-        from torch.utils.checkpoint import checkpoint
-        from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
         set_torch_threads(cfg.num_threads)
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        distributed = world > 1
-        if distributed:
+        if world > 1:
             device, precision = self._setup_accelerate()
             rank = int(self._accelerator.process_index)
         else:
@@ -360,7 +429,6 @@ class RerankerTrainer:
             rank = 0
             if device == "cpu":  # activations live in RAM: lower the budget, or refuse, before anything is loaded
                 cfg = self.config = fit_train_memory(cfg, self._model_config())
-        is_main = rank == 0
         set_seed(cfg.seed)
         model, tokenizer, base_path = self._load_model(device)
         if cfg.gradient_checkpointing:
@@ -379,275 +447,310 @@ class RerankerTrainer:
         if cfg.max_steps is not None:
             total_steps = min(total_steps, cfg.max_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
-        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and not distributed else None
+        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and world == 1 else None
         raw_model = model
-        if distributed:
+        if world > 1:
             model, optimizer = self._accelerator.prepare(model, optimizer)
+        return _Session(
+            sampler=sampler, dev=dev, fingerprint=fingerprint, device=device, precision=precision, rank=rank,
+            world=world, model=model, raw_model=raw_model, tokenizer=tokenizer, base_path=base_path,
+            optimizer=optimizer, scheduler=scheduler, scaler=scaler, total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch, shape=EncoderShape.from_config(raw_model.config),
+        )  # fmt: skip
 
-        state: dict[str, Any] = {
-            "global_step": 0,
-            "history": [],
-            "dev_history": [],
-            "best_metric": None,
-            "best_step": None,
-            "bad_evals": 0,
-            "train_seconds": 0.0,
-            "groups_trained": 0,
-            "stopped_early": False,
-        }
-        if checkpoints:
-            loaded = self._load_checkpoint(checkpoints[-1], raw_model, optimizer, scheduler, scaler)
-            for key in state:
-                state[key] = loaded.get(key, state[key])
-            logger.info("resuming from %s (step %d of %d)", checkpoints[-1], state["global_step"], total_steps)
+    def _resume(self, s: _Session, checkpoints: list[Path]) -> None:
+        """Load the newest checkpoint (weights, optimizer, scheduler, scaler, RNG, state) into the session."""
+        if not checkpoints:
+            return
+        loaded = self._load_checkpoint(checkpoints[-1], s.raw_model, s.optimizer, s.scheduler, s.scaler)
+        s.state = TrainState.from_checkpoint(loaded)
+        logger.info("resuming from %s (step %d of %d)", checkpoints[-1], s.state.global_step, s.total_steps)
 
-        autocast: Callable[[], Any]
-        if distributed:
-            autocast = self._accelerator.autocast
-        else:
-            autocast = lambda: autocast_context(device, autocast_dtype(precision))  # noqa: E731
-        bucket = 0 if distributed else cfg.length_bucket_rows  # DDP wants one forward per backward
-        pad_id = int(tokenizer.pad_token_id)
-        # passes of a step over the activation budget are recomputed in backward (see synthrank.train.memory)
-        budget = None if distributed or cfg.gradient_checkpointing else cfg.activation_budget_mb
-        shape = EncoderShape.from_config(raw_model.config)
-        recomputed_batches = 0
+    def _loop(self, s: _Session, stop_after_steps: int | None, show_progress: bool) -> bool:
+        """Optimizer steps until the end, an early stop or ``stop_after_steps``; ``True`` when stopped on request."""
+        from tqdm.auto import tqdm
 
-        def in_length_order(ids: list[list[int]], types: list[list[int]] | None, run: Callable[[Any], Any]) -> Any:
-            """``run(inputs)`` over the rows of ``ids`` in length-sorted passes of ``bucket`` rows, back in row order.
-
-            When the passes' activations would exceed the budget, each pass is checkpointed: only its inputs and
-            output are kept, and backward recomputes it (same RNG draws, same autocast) just before its gradient.
-            """
-            nonlocal recomputed_batches
-            n = len(ids)
-            rows = max(1, bucket) if bucket else n
-            order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
-            passes = [order[start : start + rows] for start in range(0, n, rows)]
-            recompute = (
-                budget is not None
-                and torch.is_grad_enabled()
-                and activation_bytes([(len(p), max(len(ids[i]) for i in p)) for p in passes], shape) > budget * MIB
-            )
-            if recompute and not recomputed_batches and is_main:
-                logger.info("a batch's activations exceed activation_budget_mb (%d MiB): its passes are recomputed "
-                            "in backward (same gradients, one more forward each)", budget)
-            recomputed_batches += recompute
-            outs = []
-            with autocast():
-                for idx in passes:
-                    inputs = batch_tensors([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
-                                           pad_id=pad_id, device=device, drop_full_mask=True)
-                    if recompute:
-                        out = checkpoint(run, inputs, use_reentrant=False)
-                        outs.append(release_on_backward(out))
-                        release_free_memory()
-                    else:
-                        outs.append(run(inputs))
-            flat = torch.cat(outs).float()
-            inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
-            return flat[inverse]
-
-        def forward_groups(batch: list[SampledGroup]) -> Any:
-            """Logits ``[len(batch), G]`` of a batch of groups (query and passage read together)."""
-            queries = [g.query for g in batch for _ in g.passages]
-            texts = [p for g in batch for p in g.passages]
-            enc = tokenizer(queries, texts, truncation="longest_first", max_length=cfg.max_length, padding=False)
-            logits = in_length_order(enc["input_ids"], enc.get("token_type_ids"), lambda inputs: model(**inputs).logits[:, 0])
-            return logits.view(len(batch), -1)
-
-        def pooled(inputs: dict[str, Any]) -> Any:
-            hidden = model(**inputs).last_hidden_state
-            return pool_embeddings(hidden.float(), inputs.get("attention_mask"), self._pooling, True)
-
-        def embed(texts: list[str]) -> Any:
-            """Normalised pooled embeddings ``[len(texts), H]``."""
-            ids = tokenizer(texts, truncation=True, max_length=cfg.max_length, padding=False)["input_ids"]
-            return in_length_order(ids, None, pooled)
-
-        def forward_bi(batch: list[SampledGroup]) -> Any:
-            """Cosine / T ``[len(batch), G]``: each distinct query embedded once, passages in length-sorted passes."""
-            distinct = list(dict.fromkeys(g.query for g in batch))
-            position = {q: i for i, q in enumerate(distinct)}
-            # queries and passages in one call: one forward per backward, as DDP (bucket 0) wants
-            both = embed(distinct + [p for g in batch for p in g.passages])
-            q_emb = both[: len(distinct)][torch.tensor([position[g.query] for g in batch], device=device)]
-            p_emb = both[len(distinct) :].view(len(batch), -1, both.shape[-1])
-            return torch.einsum("bh,bgh->bg", q_emb, p_emb) / cfg.similarity_temperature
-
-        forward = forward_bi if cfg.architecture == "bi-encoder" else forward_groups
-
-        def batch_loss(batch: list[SampledGroup]) -> Any:
-            from synthrank.train.losses import bce_loss, lce_loss, listwise_loss, margin_mse_loss, teacher_logits
-
-            logits = forward(batch)
-            if cfg.loss == "lce":
-                return lce_loss(logits)
-            if cfg.loss in ("bce", "margin_mse"):
-                labels = torch.tensor([g.labels for g in batch], dtype=torch.float32, device=logits.device)
-                if cfg.loss == "margin_mse":
-                    return margin_mse_loss(logits, teacher_logits(labels))
-                return bce_loss(logits, labels)
-            grades = torch.tensor([g.grades for g in batch], dtype=torch.float32, device=logits.device)
-            return listwise_loss(logits, grades, cfg.listwise_temperature)
-
-        def evaluate() -> dict[str, float]:
-            from synthrank.rerank.bi_encoder import BiEncoderScorer
-            from synthrank.rerank.cross_encoder import CrossEncoderReranker
-
-            assert dev is not None
-            raw_model.eval()
-            scorer: Any
-            if cfg.architecture == "bi-encoder":
-                scorer = BiEncoderScorer.from_model(raw_model, tokenizer, batch_size=cfg.dev_batch_size,
-                                                    max_length=cfg.max_length, pooling=self._pooling)
-            else:
-                scorer = CrossEncoderReranker.from_model(
-                    raw_model, tokenizer, batch_size=cfg.dev_batch_size, max_length=cfg.max_length
-                )
-            with autocast():
-                found = dev.evaluate(scorer)
-            raw_model.train()
-            return found
-
-        if dev is not None and not state["dev_history"] and state["global_step"] == 0 and is_main:
-            logger.info("dev set %s: %d queries, first stage %s", dev.name, len(dev), dev.baseline)
-
-        model.train()
-        global_step = int(state["global_step"])
-        bar = tqdm(total=total_steps, initial=global_step, desc=f"train {cfg.loss}", unit="step",
-                   disable=not (show_progress and is_main), smoothing=0.05)
-        t_segment = time.perf_counter()
-        segment_groups = 0
-        ema: float | None = None
-        stopped_on_request = False
+        cfg, st = self.config, s.state
+        if s.dev is not None and not st.dev_history and st.global_step == 0 and s.is_main:
+            logger.info("dev set %s: %d queries, first stage %s", s.dev.name, len(s.dev), s.dev.baseline)
+        s.model.train()
+        bar = tqdm(total=s.total_steps, initial=st.global_step, desc=f"train {cfg.loss}", unit="step",
+                   disable=not (show_progress and s.is_main), smoothing=0.05)  # fmt: skip
+        t_segment = time.perf_counter()  # training time excludes dev evaluations and checkpoints
         try:
-            while global_step < total_steps and not state["stopped_early"]:
+            while st.global_step < s.total_steps and not st.stopped_early:
                 t_step = time.perf_counter()
-                epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
-                order = sampler.epoch_order(epoch)
-                window = order[step_in_epoch * cfg.groups_per_step : (step_in_epoch + 1) * cfg.groups_per_step]
-                micro = [window[i : i + cfg.batch_size] for i in range(0, len(window), cfg.batch_size)]
-                loss_sum = 0.0
-                for k, mb in enumerate(micro):
-                    local = mb[rank::world] if distributed else mb
-                    weight = len(local) * world / len(window)
-                    if len(local) == 0:  # this process has nothing in a tiny last batch: join with a zero loss
-                        local, weight = mb[:1], 0.0
-                    batch = [sampler.sample(int(i), epoch) for i in local]
-                    sync = (
-                        self._accelerator.no_sync(model)
-                        if distributed and k < len(micro) - 1
-                        else contextlib.nullcontext()
-                    )
-                    with sync:
-                        loss = batch_loss(batch)
-                        scaled = loss * weight
-                        if distributed:
-                            self._accelerator.backward(scaled)
-                        elif scaler is not None:
-                            scaler.scale(scaled).backward()
-                        else:
-                            scaled.backward()
-                    loss_sum += float(loss.detach()) * len(local) / len(window) * (weight > 0)
-                if distributed:
-                    loss_sum = float(self._accelerator.reduce(torch.tensor(loss_sum, device=device), "sum"))
-                if cfg.max_grad_norm > 0:
-                    if distributed:
-                        self._accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    else:
-                        if scaler is not None:
-                            scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                release_free_memory()
-                global_step += 1
-                segment_groups += len(window)
-                step_seconds = time.perf_counter() - t_step
-                state["history"].append(
-                    {"step": global_step, "epoch": epoch, "loss": loss_sum, "lr": float(scheduler.get_last_lr()[0])}
-                )
-                ema = loss_sum if ema is None else 0.9 * ema + 0.1 * loss_sum
-                bar.update(1)
-                bar.set_postfix(loss=f"{ema:.4f}", groups_s=f"{len(window) / max(step_seconds, 1e-9):.1f}")
-                if global_step % cfg.log_every == 0 and is_main:
-                    logger.info("step %d/%d loss %.4f lr %.2e", global_step, total_steps, ema,
-                                scheduler.get_last_lr()[0])
-
-                at_end = global_step == total_steps
-                epoch_end = global_step % steps_per_epoch == 0
-                eval_now = dev is not None and (
-                    at_end or (cfg.eval_every > 0 and global_step % cfg.eval_every == 0)
-                    or (cfg.eval_every == 0 and epoch_end)
-                )
-                now = time.perf_counter()
-                state["train_seconds"] += now - t_segment
-                state["groups_trained"] += segment_groups
-                segment_groups = 0
-                if eval_now:
-                    found = evaluate()
-                    state["dev_history"].append({"step": global_step, **found})
-                    value = found[DEV_METRIC]
-                    improved = state["best_metric"] is None or value > state["best_metric"]
-                    if improved:
-                        state["best_metric"], state["best_step"], state["bad_evals"] = value, global_step, 0
-                        if is_main:
-                            self._save_model(raw_model, tokenizer, self.best_dir)
-                    else:
-                        state["bad_evals"] += 1
-                    if is_main:
-                        bar.write(f"step {global_step}: dev {DEV_METRIC} {value:.4f}"
-                                  f"{' (best)' if improved else ''}")
-                    if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
-                        state["stopped_early"] = True
-                state["global_step"] = global_step
-                stop_now = stop_after_steps is not None and global_step >= stop_after_steps and not at_end
-                final = at_end or state["stopped_early"]
-                if (cfg.save_every > 0 and global_step % cfg.save_every == 0) or stop_now or final:
-                    if is_main:
-                        self._save_checkpoint(
-                            raw_model, optimizer, scheduler, scaler, {**state, "fingerprint": fingerprint}
-                        )
-                    if distributed:
-                        self._accelerator.wait_for_everyone()
+                epoch, groups, loss = self._step(s)
+                self._record(s, bar, epoch, groups, loss, time.perf_counter() - t_step)
+                st.train_seconds += time.perf_counter() - t_segment
+                st.groups_trained += groups
+                at_end = st.global_step == s.total_steps
+                if self._evaluation_due(s, at_end):
+                    self._evaluate_and_keep_best(s, bar)
+                stop_now = stop_after_steps is not None and st.global_step >= stop_after_steps and not at_end
+                if (cfg.save_every > 0 and st.global_step % cfg.save_every == 0) or stop_now or at_end or st.stopped_early:
+                    self._checkpoint(s)
                 t_segment = time.perf_counter()
-                if state["stopped_early"]:
-                    if is_main:
-                        logger.info("early stop at step %d: no dev improvement in %d evaluations", global_step,
-                                    cfg.early_stopping_patience)
-                    break
+                if st.stopped_early:
+                    if s.is_main:
+                        logger.info("early stop at step %d: no dev improvement in %d evaluations", st.global_step,
+                                    cfg.early_stopping_patience)  # fmt: skip
+                    return False
                 if stop_now:
-                    stopped_on_request = True
-                    break
+                    return True
         finally:
             bar.close()
+        return False
 
+    def _step(self, s: _Session) -> tuple[int, int, float]:
+        """One optimizer step over the next ``groups_per_step`` groups: ``(epoch, groups, mean loss)``."""
+        import torch
+
+        cfg = self.config
+        epoch, step_in_epoch = divmod(s.state.global_step, s.steps_per_epoch)
+        order = s.sampler.epoch_order(epoch)
+        window = order[step_in_epoch * cfg.groups_per_step : (step_in_epoch + 1) * cfg.groups_per_step]
+        micro = [window[i : i + cfg.batch_size] for i in range(0, len(window), cfg.batch_size)]
+        loss_sum = 0.0
+        for k, mb in enumerate(micro):
+            loss_sum += self._backward(s, mb, epoch, len(window), last=k == len(micro) - 1)
+        if s.distributed:
+            loss_sum = float(self._accelerator.reduce(torch.tensor(loss_sum, device=s.device), "sum"))
+        self._optimizer_step(s)
+        s.state.global_step += 1
+        return epoch, len(window), loss_sum
+
+    def _backward(self, s: _Session, mb: np.ndarray, epoch: int, window: int, *, last: bool) -> float:
+        """Forward and backward of one micro-batch (this process's share of it); its part of the step's mean loss."""
+        local = mb[s.rank :: s.world] if s.distributed else mb
+        weight = len(local) * s.world / window
+        if len(local) == 0:  # this process has nothing in a tiny last batch: join with a zero loss
+            local, weight = mb[:1], 0.0
+        batch = [s.sampler.sample(int(i), epoch) for i in local]
+        sync = self._accelerator.no_sync(s.model) if s.distributed and not last else contextlib.nullcontext()
+        with sync:
+            loss = self._batch_loss(s, batch)
+            scaled = loss * weight
+            if s.distributed:
+                self._accelerator.backward(scaled)
+            elif s.scaler is not None:
+                s.scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+        return float(loss.detach()) * len(local) / window * (weight > 0)
+
+    def _optimizer_step(self, s: _Session) -> None:
+        """Clip the gradients, step the optimizer (through the fp16 scaler) and the schedule, free the gradients."""
+        import torch
+
+        cfg = self.config
+        if cfg.max_grad_norm > 0:
+            if s.distributed:
+                self._accelerator.clip_grad_norm_(s.model.parameters(), cfg.max_grad_norm)
+            else:
+                if s.scaler is not None:
+                    s.scaler.unscale_(s.optimizer)
+                torch.nn.utils.clip_grad_norm_(s.model.parameters(), cfg.max_grad_norm)
+        if s.scaler is not None:
+            s.scaler.step(s.optimizer)
+            s.scaler.update()
+        else:
+            s.optimizer.step()
+        s.scheduler.step()
+        s.optimizer.zero_grad(set_to_none=True)
+        release_free_memory()
+
+    def _record(self, s: _Session, bar: Any, epoch: int, groups: int, loss: float, seconds: float) -> None:
+        """The step's loss and rate into the history, the progress bar and (every ``log_every`` steps) the log."""
+        st = s.state
+        st.history.append({"step": st.global_step, "epoch": epoch, "loss": loss, "lr": float(s.scheduler.get_last_lr()[0])})
+        s.ema = loss if s.ema is None else 0.9 * s.ema + 0.1 * loss
+        bar.update(1)
+        bar.set_postfix(loss=f"{s.ema:.4f}", groups_s=f"{groups / max(seconds, 1e-9):.1f}")
+        if st.global_step % self.config.log_every == 0 and s.is_main:
+            logger.info("step %d/%d loss %.4f lr %.2e", st.global_step, s.total_steps, s.ema, s.scheduler.get_last_lr()[0])
+
+    def _evaluation_due(self, s: _Session, at_end: bool) -> bool:
+        """Every ``eval_every`` steps (0: each epoch's end) and at the last step, when there is a dev set."""
+        cfg, step = self.config, s.state.global_step
+        return s.dev is not None and (
+            at_end
+            or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
+            or (cfg.eval_every == 0 and step % s.steps_per_epoch == 0)
+        )
+
+    def _evaluate_and_keep_best(self, s: _Session, bar: Any) -> None:
+        """Score the dev set; keep the weights in ``best/`` when they improve, else count towards early stopping."""
+        cfg, st = self.config, s.state
+        found = self._evaluate(s)
+        st.dev_history.append({"step": st.global_step, **found})
+        value = found[DEV_METRIC]
+        improved = st.best_metric is None or value > st.best_metric
+        if improved:
+            st.best_metric, st.best_step, st.bad_evals = value, st.global_step, 0
+            if s.is_main:
+                self._save_model(s.raw_model, s.tokenizer, self.best_dir)
+        else:
+            st.bad_evals += 1
+        if s.is_main:
+            bar.write(f"step {st.global_step}: dev {DEV_METRIC} {value:.4f}{' (best)' if improved else ''}")
+        if cfg.early_stopping_patience and st.bad_evals >= cfg.early_stopping_patience:
+            st.stopped_early = True
+
+    def _checkpoint(self, s: _Session) -> None:
+        """Save the session's resumable state (the main process writes; the others wait for it)."""
+        if s.is_main:
+            state = {**s.state.to_dict(), "fingerprint": s.fingerprint}
+            self._save_checkpoint(s.raw_model, s.optimizer, s.scheduler, s.scaler, state)
+        if s.distributed:
+            self._accelerator.wait_for_everyone()
+
+    def _finish(self, s: _Session, stopped_on_request: bool, source: str | None, started: float) -> TrainResult:
+        """Merge with the base (bi-encoder), write metrics and, for a completed run, the model and its card."""
+        cfg = self.config
         merged_dev = None
-        if cfg.merge_with_base and not stopped_on_request and is_main:
-            merged_dev = self._merge_with_base(raw_model, tokenizer, base_path, state["best_step"] is not None,
-                                               evaluate if dev is not None else None)
-        metrics = self._metrics(state, sampler, dev, fingerprint, source, base_path, device, precision,
-                                total_steps, steps_per_epoch, started)
-        metrics["recomputed_batches"] = recomputed_batches
+        if cfg.merge_with_base and not stopped_on_request and s.is_main:
+            evaluate = (lambda: self._evaluate(s)) if s.dev is not None else None
+            merged_dev = self._merge_with_base(s.raw_model, s.tokenizer, s.base_path, s.state.best_step is not None,
+                                               evaluate)  # fmt: skip
+        metrics = self._metrics(s, source, started)
+        metrics["recomputed_batches"] = s.recomputed_batches
         if cfg.merge_with_base:
             metrics["merge_with_base"] = cfg.merge_with_base
             metrics["merged_dev"] = merged_dev
         if stopped_on_request:
             metrics["completed"] = False
-            if is_main:
+            if s.is_main:
                 write_json(self.output_dir / "metrics.json", metrics)
-            return TrainResult(self.output_dir, self.model_dir, metrics, state["best_step"], False, global_step, total_steps)
-        if is_main:
-            self._export(raw_model, tokenizer, metrics)
-        if distributed:
+            return TrainResult(self.output_dir, self.model_dir, metrics, s.state.best_step, False, s.state.global_step,
+                               s.total_steps)  # fmt: skip
+        if s.is_main:
+            self._export(s.raw_model, s.tokenizer, metrics)
+        if s.distributed:
             self._accelerator.wait_for_everyone()
         return self._result(metrics)
+
+    # ------------------------------------------------------------------ forward passes and losses
+
+    def _autocast(self, s: _Session) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for one forward: accelerate's under DDP, else the resolved precision's autocast."""
+        if s.distributed:
+            return self._accelerator.autocast()  # type: ignore[no-any-return]
+        return autocast_context(s.device, autocast_dtype(s.precision))
+
+    def _in_length_order(
+        self, s: _Session, ids: list[list[int]], types: list[list[int]] | None, run: Callable[[Any], Any]
+    ) -> Any:
+        """``run(inputs)`` over the rows of ``ids`` in length-sorted passes of ``bucket`` rows, back in row order.
+
+        When the passes' activations would exceed the budget, each pass is checkpointed: only its inputs and
+        output are kept, and backward recomputes it (same RNG draws, same autocast) just before its gradient.
+        """
+        import torch
+        from torch.utils.checkpoint import checkpoint
+
+        cfg = self.config
+        bucket = 0 if s.distributed else cfg.length_bucket_rows  # DDP wants one forward per backward
+        # passes of a step over the activation budget are recomputed in backward (see synthrank.train.memory)
+        budget = None if s.distributed or cfg.gradient_checkpointing else cfg.activation_budget_mb
+        n = len(ids)
+        rows = max(1, bucket) if bucket else n
+        order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
+        passes = [order[start : start + rows] for start in range(0, n, rows)]
+        recompute = (
+            budget is not None
+            and torch.is_grad_enabled()
+            and activation_bytes([(len(p), max(len(ids[i]) for i in p)) for p in passes], s.shape) > budget * MIB
+        )
+        if recompute and not s.recomputed_batches and s.is_main:
+            logger.info("a batch's activations exceed activation_budget_mb (%d MiB): its passes are recomputed "
+                        "in backward (same gradients, one more forward each)", budget)  # fmt: skip
+        s.recomputed_batches += recompute
+        outs = []
+        pad_id = int(s.tokenizer.pad_token_id)
+        with self._autocast(s):
+            for idx in passes:
+                inputs = batch_tensors([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
+                                       pad_id=pad_id, device=s.device, drop_full_mask=True)  # fmt: skip
+                if recompute:
+                    out = checkpoint(run, inputs, use_reentrant=False)
+                    outs.append(release_on_backward(out))
+                    release_free_memory()
+                else:
+                    outs.append(run(inputs))
+        flat = torch.cat(outs).float()
+        inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(flat.device)
+        return flat[inverse]
+
+    def _forward_groups(self, s: _Session, batch: list[SampledGroup]) -> Any:
+        """Logits ``[len(batch), G]`` of a batch of groups (query and passage read together)."""
+        queries = [g.query for g in batch for _ in g.passages]
+        texts = [p for g in batch for p in g.passages]
+        enc = s.tokenizer(queries, texts, truncation="longest_first", max_length=self.config.max_length, padding=False)
+        logits = self._in_length_order(s, enc["input_ids"], enc.get("token_type_ids"),
+                                       lambda inputs: s.model(**inputs).logits[:, 0])  # fmt: skip
+        return logits.view(len(batch), -1)
+
+    def _embed(self, s: _Session, texts: list[str]) -> Any:
+        """Normalised pooled embeddings ``[len(texts), H]``."""
+
+        def pooled(inputs: dict[str, Any]) -> Any:
+            hidden = s.model(**inputs).last_hidden_state
+            return pool_embeddings(hidden.float(), inputs.get("attention_mask"), self._pooling, True)
+
+        ids = s.tokenizer(texts, truncation=True, max_length=self.config.max_length, padding=False)["input_ids"]
+        return self._in_length_order(s, ids, None, pooled)
+
+    def _forward_bi(self, s: _Session, batch: list[SampledGroup]) -> Any:
+        """Cosine / T ``[len(batch), G]``: each distinct query embedded once, passages in length-sorted passes."""
+        import torch
+
+        distinct = list(dict.fromkeys(g.query for g in batch))
+        position = {q: i for i, q in enumerate(distinct)}
+        # queries and passages in one call: one forward per backward, as DDP (bucket 0) wants
+        both = self._embed(s, distinct + [p for g in batch for p in g.passages])
+        q_emb = both[: len(distinct)][torch.tensor([position[g.query] for g in batch], device=s.device)]
+        p_emb = both[len(distinct) :].view(len(batch), -1, both.shape[-1])
+        return torch.einsum("bh,bgh->bg", q_emb, p_emb) / self.config.similarity_temperature
+
+    def _batch_loss(self, s: _Session, batch: list[SampledGroup]) -> Any:
+        """The configured loss of one micro-batch of groups."""
+        import torch
+
+        from synthrank.train.losses import bce_loss, lce_loss, listwise_loss, margin_mse_loss, teacher_logits
+
+        cfg = self.config
+        logits = self._forward_bi(s, batch) if cfg.architecture == "bi-encoder" else self._forward_groups(s, batch)
+        if cfg.loss == "lce":
+            return lce_loss(logits)
+        if cfg.loss in ("bce", "margin_mse"):
+            labels = torch.tensor([g.labels for g in batch], dtype=torch.float32, device=logits.device)
+            if cfg.loss == "margin_mse":
+                return margin_mse_loss(logits, teacher_logits(labels))
+            return bce_loss(logits, labels)
+        grades = torch.tensor([g.grades for g in batch], dtype=torch.float32, device=logits.device)
+        return listwise_loss(logits, grades, cfg.listwise_temperature)
+
+    def _evaluate(self, s: _Session) -> dict[str, float]:
+        """Dev metrics of the live weights, scored by the same scorer a saved model would get."""
+        from synthrank.rerank.bi_encoder import BiEncoderScorer
+        from synthrank.rerank.cross_encoder import CrossEncoderReranker
+
+        cfg = self.config
+        assert s.dev is not None
+        s.raw_model.eval()
+        scorer: Any
+        if cfg.architecture == "bi-encoder":
+            scorer = BiEncoderScorer.from_model(s.raw_model, s.tokenizer, batch_size=cfg.dev_batch_size,
+                                                max_length=cfg.max_length, pooling=self._pooling)  # fmt: skip
+        else:
+            scorer = CrossEncoderReranker.from_model(
+                s.raw_model, s.tokenizer, batch_size=cfg.dev_batch_size, max_length=cfg.max_length
+            )
+        with self._autocast(s):
+            found = s.dev.evaluate(scorer)
+        s.raw_model.train()
+        return found
 
     # ------------------------------------------------------------------ outputs
 
@@ -732,54 +835,42 @@ class RerankerTrainer:
         shutil.rmtree(self.best_dir, ignore_errors=True)
         shutil.rmtree(self.merged_dir, ignore_errors=True)
 
-    def _metrics(
-        self,
-        state: dict[str, Any],
-        sampler: GroupSampler,
-        dev: DevSet | None,
-        fingerprint: dict[str, Any],
-        source: str | None,
-        base_path: str,
-        device: str,
-        precision: str,
-        total_steps: int,
-        steps_per_epoch: int,
-        started: float,
-    ) -> dict[str, Any]:
+    def _metrics(self, s: _Session, source: str | None, started: float) -> dict[str, Any]:
+        """metrics.json: settings, data, dev history, loss curve, throughput and where it ran."""
         import torch
 
-        history = state["history"]
-        tail = [h["loss"] for h in history[-10:]]
-        best_dev = next((d for d in state["dev_history"] if d["step"] == state["best_step"]), None)
-        train_seconds = float(state["train_seconds"])
+        st = s.state
+        tail = [h["loss"] for h in st.history[-10:]]
+        best_dev = next((d for d in st.dev_history if d["step"] == st.best_step), None)
+        train_seconds = float(st.train_seconds)
         metrics: dict[str, Any] = {
             "completed": True,
-            "fingerprint": fingerprint,
+            "fingerprint": s.fingerprint,
             "config": self.config.to_dict(),
-            "base_model_path": base_path,
+            "base_model_path": s.base_path,
             "model_dir": str(self.model_dir),
-            "data": {**sampler.stats, "source": source or "in-memory groups"},
-            "dev": dev.describe() if dev is not None else None,
+            "data": {**s.sampler.stats, "source": source or "in-memory groups"},
+            "dev": s.dev.describe() if s.dev is not None else None,
             "dev_metric": DEV_METRIC,
-            "global_step": int(state["global_step"]),
-            "total_steps": total_steps,
-            "steps_per_epoch": steps_per_epoch,
-            "stopped_early": bool(state["stopped_early"]),
-            "best_step": state["best_step"],
+            "global_step": int(st.global_step),
+            "total_steps": s.total_steps,
+            "steps_per_epoch": s.steps_per_epoch,
+            "stopped_early": bool(st.stopped_early),
+            "best_step": st.best_step,
             "best_dev": best_dev,
-            "dev_history": state["dev_history"],
+            "dev_history": st.dev_history,
             "final_loss": float(sum(tail) / len(tail)) if tail else float("nan"),
             "train_seconds": round(train_seconds, 3),
-            "groups_trained": int(state["groups_trained"]),
-            "groups_per_second": state["groups_trained"] / train_seconds if train_seconds > 0 else 0.0,
-            "pairs_per_second": state["groups_trained"] * self.config.group_size / train_seconds if train_seconds > 0 else 0.0,
+            "groups_trained": int(st.groups_trained),
+            "groups_per_second": st.groups_trained / train_seconds if train_seconds > 0 else 0.0,
+            "pairs_per_second": st.groups_trained * self.config.group_size / train_seconds if train_seconds > 0 else 0.0,
             "wall_seconds_this_session": round(time.perf_counter() - started, 3),
-            "device": device,
-            "precision": precision,
+            "device": s.device,
+            "precision": s.precision,
             "peak_rss_mb": round(peak_rss_mb(), 1),
-            "history": history,
+            "history": st.history,
         }
-        if torch.cuda.is_available() and device.startswith("cuda"):
+        if torch.cuda.is_available() and s.device.startswith("cuda"):
             metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         return metrics
 
