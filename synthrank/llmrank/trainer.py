@@ -45,7 +45,7 @@ import numpy as np
 from synthrank.data.jsonl import atomic_dir, atomic_write, write_json
 from synthrank.errors import DataError, ModelError, SynthrankError
 from synthrank.llmrank.data import SFTExample, class_counts
-from synthrank.llmrank.prompt import PointwisePrompt, PromptEncoder
+from synthrank.llmrank.prompt import AnswerTokens, PointwisePrompt, PromptEncoder
 from synthrank.llmrank.scorer import METADATA_FILE, forward_logits
 from synthrank.runtime import (
     CAUSAL_LM,
@@ -181,6 +181,48 @@ class TrainResult:
         return found
 
 
+@dataclass
+class LoRAState:
+    """What a checkpoint keeps besides the adapter, optimizer, scheduler and RNG.
+
+    The step is the data position too: the example order is a function of (seed, epoch) alone.
+    """
+
+    global_step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> LoRAState:
+        return cls(
+            global_step=int(saved["global_step"]),
+            history=list(saved.get("history", [])),
+            train_seconds=float(saved.get("train_seconds", 0.0)),
+        )
+
+
+@dataclass
+class _LoRASession:
+    """The live objects of one training session: rebuilt on every (re)start, never checkpointed themselves."""
+
+    fingerprint: dict[str, Any]
+    counts: dict[str, int]
+    device: str
+    use_bf16: bool
+    model: Any  # the peft-wrapped base
+    tokenizer: Any
+    base_path: Path | str
+    encoded: list[tuple[list[int], list[int]]]  # (input ids, labels) per example
+    pad_id: int
+    answers: AnswerTokens
+    trainable: list[Any]
+    optimizer: Any
+    scheduler: Any
+    total_steps: int
+    steps_per_epoch: int
+    state: LoRAState = field(default_factory=LoRAState)
+
+
 def default_target_modules(model: Any) -> list[str]:
     """Attention and MLP projection names present in ``model`` (LLaMA/Qwen/Mistral/Gemma naming, else GPT-2's)."""
     import torch
@@ -273,17 +315,13 @@ class LoRATrainer:
                 killed there; a later ``train`` resumes. For tests and time-boxed runs.
             show_progress: a tqdm bar over optimizer steps.
         """
-        import torch
-        from tqdm.auto import tqdm
-
-        cfg = self.config
         if not examples:
             raise DataError("no training examples")
         counts = class_counts(examples)
         if counts["positives"] == 0 or counts["negatives"] == 0:
             raise DataError(f"training needs both relevant and non-relevant examples, got {counts}")
         existing = self.output_dir / "metrics.json"
-        fingerprint = {"config": cfg.fingerprint(), "examples": examples_fingerprint(examples)}
+        fingerprint = {"config": self.config.fingerprint(), "examples": examples_fingerprint(examples)}
         if existing.exists():
             done = json.loads(existing.read_text(encoding="utf-8"))
             if done.get("completed") and done.get("fingerprint") == fingerprint and resume:
@@ -294,19 +332,53 @@ class LoRATrainer:
             raise SynthrankError(
                 f"{self.checkpoint_root} holds checkpoints of an earlier run; resume it or use an empty output folder"
             )
-
         started = time.perf_counter()
+        session = self._start(examples, fingerprint, counts)
+        if checkpoints:
+            self._resume(session, checkpoints[-1])
+        stopped_early = self._loop(session, stop_after_steps, show_progress)
+        return self._finish(session, stopped_early, started)
+
+    # ------------------------------------------------------------------ the loop's steps
+
+    def _start(self, examples: Sequence[SFTExample], fingerprint: dict[str, Any], counts: dict[str, int]) -> _LoRASession:
+        """Seed, device, precision, base model with its adapter, encoded examples, optimizer and schedule."""
+        import torch
+        from transformers import get_scheduler
+
+        cfg = self.config
         set_seed(cfg.seed)
         device = resolve_device(cfg.device)
         use_bf16 = resolve_precision("auto" if cfg.bf16 else "fp32", device, CAUSAL_LM) == "bf16"
         model, tokenizer, base_path = self._load_base(device, use_bf16)
         encoder = PromptEncoder(tokenizer, cfg.prompt, cfg.max_length)
         encoded = [encoder.encode_example(e.query, e.passage, e.label, e.reason) for e in examples]
-        pad_id = _pad_id(tokenizer)
-        answers = encoder.answers
+        model = self._add_adapter(model)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        micro_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+        steps_per_epoch = math.ceil(micro_per_epoch / cfg.gradient_accumulation_steps)
+        total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        scheduler = get_scheduler(
+            cfg.lr_scheduler,
+            optimizer=optimizer,
+            num_warmup_steps=round(cfg.warmup_ratio * total_steps),
+            num_training_steps=total_steps,
+        )
+        return _LoRASession(
+            fingerprint=fingerprint, counts=counts, device=device, use_bf16=use_bf16, model=model,
+            tokenizer=tokenizer, base_path=base_path, encoded=encoded, pad_id=_pad_id(tokenizer),
+            answers=encoder.answers, trainable=trainable, optimizer=optimizer, scheduler=scheduler,
+            total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+        )  # fmt: skip
 
+    def _add_adapter(self, model: Any) -> Any:
+        """The base wrapped by peft with fresh LoRA weights (seeded) on the configured modules and layers."""
         from peft import LoraConfig, get_peft_model
 
+        cfg = self.config
         layers: list[int] | None = None
         if cfg.lora_layers is not None:
             total_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
@@ -325,130 +397,146 @@ class LoRATrainer:
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        micro_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
-        steps_per_epoch = math.ceil(micro_per_epoch / cfg.gradient_accumulation_steps)
-        total_steps = steps_per_epoch * cfg.epochs
-        if cfg.max_steps is not None:
-            total_steps = min(total_steps, cfg.max_steps)
-        from transformers import get_scheduler
+        return model
 
-        scheduler = get_scheduler(
-            cfg.lr_scheduler,
-            optimizer=optimizer,
-            num_warmup_steps=round(cfg.warmup_ratio * total_steps),
-            num_training_steps=total_steps,
-        )
+    def _resume(self, s: _LoRASession, checkpoint: Path) -> None:
+        """Load a checkpoint into the session; refuse one written for other settings or examples."""
+        saved = self._load_checkpoint(checkpoint, s.model, s.optimizer, s.scheduler)
+        if saved.get("fingerprint") != s.fingerprint:
+            raise SynthrankError(
+                f"{checkpoint} was written by a run with other settings or examples; "
+                "use an empty output folder (or --overwrite) to start a new run"
+            )
+        s.state = LoRAState.from_checkpoint(saved)
+        logger.info("resuming from %s (step %d of %d)", checkpoint, s.state.global_step, s.total_steps)
 
-        global_step = 0
-        history: list[dict[str, float]] = []
-        train_seconds = 0.0
-        if checkpoints and resume:
-            state = self._load_checkpoint(checkpoints[-1], model, optimizer, scheduler)
-            if state.get("fingerprint") != fingerprint:
-                raise SynthrankError(
-                    f"{checkpoints[-1]} was written by a run with other settings or examples; "
-                    "use an empty output folder (or --overwrite) to start a new run"
-                )
-            global_step = int(state["global_step"])
-            history = list(state.get("history", []))
-            train_seconds = float(state.get("train_seconds", 0.0))
-            logger.info("resuming from %s (step %d of %d)", checkpoints[-1], global_step, total_steps)
+    def _loop(self, s: _LoRASession, stop_after_steps: int | None, show_progress: bool) -> bool:
+        """Optimizer steps to the end or to ``stop_after_steps`` (then ``True``), checkpointing on the way."""
+        from tqdm.auto import tqdm
 
-        model.train()
-        autocast = autocast_context(device, torch.bfloat16 if use_bf16 else None)
-        bar = tqdm(total=total_steps, initial=global_step, desc="LoRA SFT", unit="step", disable=not show_progress)
+        cfg, st = self.config, s.state
+        s.model.train()
+        bar = tqdm(total=s.total_steps, initial=st.global_step, desc="LoRA SFT", unit="step", disable=not show_progress)
         t_segment = time.perf_counter()
-        stopped_early = False
         try:
-            while global_step < total_steps:
-                epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
-                order = np.random.default_rng(cfg.seed + epoch).permutation(len(encoded))
-                micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-                window = micro[step_in_epoch * cfg.gradient_accumulation_steps : (step_in_epoch + 1) * cfg.gradient_accumulation_steps]
-                n_targets = sum(sum(1 for t in encoded[i][1] if t != -100) for mb in window for i in mb)
-                loss_sum = 0.0
-                correct = total = 0
-                for mb in window:
-                    rows = [encoded[i] for i in mb]
-                    inputs, labels, keep = _collate(rows, pad_id, device)
-                    with autocast:
-                        logits = forward_logits(model, inputs, keep=keep + 1)[:, :-1, :].float()
-                    flat_labels = labels[:, -keep:].reshape(-1)
-                    loss = torch.nn.functional.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]), flat_labels, ignore_index=-100, reduction="sum"
-                    )
-                    (loss / n_targets).backward()
-                    loss_sum += float(loss.detach())
-                    last = logits[:, -1, :].detach()
-                    pred_true = last[:, answers.true_id] > last[:, answers.false_id]
-                    gold_true = labels[:, -1] == answers.true_id
-                    correct += int((pred_true == gold_true).sum())
-                    total += len(rows)
-                if cfg.max_grad_norm and cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                global_step += 1
-                history.append(
-                    {
-                        "step": global_step,
-                        "loss": loss_sum / max(n_targets, 1),
-                        "answer_accuracy": correct / max(total, 1),
-                        "lr": float(scheduler.get_last_lr()[0]),
-                    }
-                )
+            while st.global_step < s.total_steps:
+                self._step(s)
                 bar.update(1)
-                bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-                at_checkpoint = cfg.checkpoint_every > 0 and global_step % cfg.checkpoint_every == 0
-                stop_now = stop_after_steps is not None and global_step >= stop_after_steps and global_step < total_steps
-                if at_checkpoint or stop_now or global_step == total_steps:
+                bar.set_postfix(loss=f"{st.history[-1]['loss']:.4f}")
+                at_checkpoint = cfg.checkpoint_every > 0 and st.global_step % cfg.checkpoint_every == 0
+                stop_now = stop_after_steps is not None and stop_after_steps <= st.global_step < s.total_steps
+                if at_checkpoint or stop_now or st.global_step == s.total_steps:
                     now = time.perf_counter()
-                    train_seconds += now - t_segment
+                    st.train_seconds += now - t_segment
                     t_segment = now
-                    state = {
-                        "global_step": global_step,
-                        "total_steps": total_steps,
-                        "history": history,
-                        "train_seconds": train_seconds,
-                        "fingerprint": fingerprint,
-                    }
-                    self._save_checkpoint(model, optimizer, scheduler, state)
+                    self._checkpoint(s)
                 if stop_now:
-                    stopped_early = True
-                    break
+                    return True
         finally:
             bar.close()
+        return False
 
-        metrics: dict[str, Any] = {
-            "completed": not stopped_early,
-            "fingerprint": fingerprint,
-            "config": cfg.to_dict(),
-            "base_model_path": str(base_path),
-            "data": counts,
-            "global_step": global_step,
-            "total_steps": total_steps,
-            "steps_per_epoch": steps_per_epoch,
-            "train_seconds": round(train_seconds, 2),
-            "seconds_per_example": round(train_seconds / max(1, global_step * cfg.batch_size * cfg.gradient_accumulation_steps), 4),
-            "device": device,
-            "bf16": use_bf16,
-            "trainable_parameters": int(sum(p.numel() for p in trainable)),
-            "history": history,
-            "final_loss": _mean_tail([h["loss"] for h in history]),
-            "final_answer_accuracy": _mean_tail([h["answer_accuracy"] for h in history]),
+    def _step(self, s: _LoRASession) -> None:
+        """One optimizer step over the next ``gradient_accumulation_steps`` micro-batches; its loss into the history."""
+        import torch
+
+        cfg, st = self.config, s.state
+        epoch, step_in_epoch = divmod(st.global_step, s.steps_per_epoch)
+        order = np.random.default_rng(cfg.seed + epoch).permutation(len(s.encoded))
+        micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        accumulation = cfg.gradient_accumulation_steps
+        window = micro[step_in_epoch * accumulation : (step_in_epoch + 1) * accumulation]
+        n_targets = sum(sum(1 for t in s.encoded[i][1] if t != -100) for mb in window for i in mb)
+        loss_sum = 0.0
+        correct = total = 0
+        for mb in window:
+            loss, right = self._backward(s, [s.encoded[i] for i in mb], n_targets)
+            loss_sum += loss
+            correct += right
+            total += len(mb)
+        if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(s.trainable, cfg.max_grad_norm)
+        s.optimizer.step()
+        s.scheduler.step()
+        s.optimizer.zero_grad(set_to_none=True)
+        st.global_step += 1
+        st.history.append(
+            {
+                "step": st.global_step,
+                "loss": loss_sum / max(n_targets, 1),
+                "answer_accuracy": correct / max(total, 1),
+                "lr": float(s.scheduler.get_last_lr()[0]),
+            }
+        )
+
+    def _backward(self, s: _LoRASession, rows: list[tuple[list[int], list[int]]], n_targets: int) -> tuple[float, int]:
+        """Forward and backward of one micro-batch: ``(summed answer loss, examples answered right)``.
+
+        Only the last positions that carry targets are projected onto the vocabulary; the loss is divided by the
+        step's target count, so accumulated micro-batches weigh every target token alike.
+        """
+        import torch
+
+        inputs, labels, keep = _collate(rows, s.pad_id, s.device)
+        with autocast_context(s.device, torch.bfloat16 if s.use_bf16 else None):
+            logits = forward_logits(s.model, inputs, keep=keep + 1)[:, :-1, :].float()
+        flat_labels = labels[:, -keep:].reshape(-1)
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), flat_labels, ignore_index=-100, reduction="sum"
+        )
+        (loss / n_targets).backward()
+        last = logits[:, -1, :].detach()
+        pred_true = last[:, s.answers.true_id] > last[:, s.answers.false_id]
+        gold_true = labels[:, -1] == s.answers.true_id
+        return float(loss.detach()), int((pred_true == gold_true).sum())
+
+    def _checkpoint(self, s: _LoRASession) -> None:
+        """Save the adapter, optimizer, scheduler, RNG and the data position."""
+        st = s.state
+        state = {
+            "global_step": st.global_step,
+            "total_steps": s.total_steps,
+            "history": st.history,
+            "train_seconds": st.train_seconds,
+            "fingerprint": s.fingerprint,
         }
+        self._save_checkpoint(s.model, s.optimizer, s.scheduler, state)
+
+    def _finish(self, s: _LoRASession, stopped_early: bool, started: float) -> TrainResult:
+        """Metrics; for a completed run also the adapter, the merged model and the model card."""
+        st = s.state
+        metrics = self._metrics(s, completed=not stopped_early)
         if stopped_early:
             write_json(self.output_dir / "metrics.json", metrics)
-            return TrainResult(self.output_dir, None, None, False, global_step, total_steps, metrics)
-
-        adapter_dir, merged_dir = self._export(model, tokenizer, base_path, metrics)
+            return TrainResult(self.output_dir, None, None, False, st.global_step, s.total_steps, metrics)
+        adapter_dir, merged_dir = self._export(s.model, s.tokenizer, s.base_path, metrics)
         metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
         write_json(self.output_dir / "metrics.json", metrics)
         self._write_model_card(metrics)
-        return TrainResult(self.output_dir, adapter_dir, merged_dir, True, global_step, total_steps, metrics)
+        return TrainResult(self.output_dir, adapter_dir, merged_dir, True, st.global_step, s.total_steps, metrics)
+
+    def _metrics(self, s: _LoRASession, *, completed: bool) -> dict[str, Any]:
+        """metrics.json: settings, data, loss and answer-accuracy curves, time and where it ran."""
+        cfg, st = self.config, s.state
+        examples_seen = max(1, st.global_step * cfg.batch_size * cfg.gradient_accumulation_steps)
+        return {
+            "completed": completed,
+            "fingerprint": s.fingerprint,
+            "config": cfg.to_dict(),
+            "base_model_path": str(s.base_path),
+            "data": s.counts,
+            "global_step": st.global_step,
+            "total_steps": s.total_steps,
+            "steps_per_epoch": s.steps_per_epoch,
+            "train_seconds": round(st.train_seconds, 2),
+            "seconds_per_example": round(st.train_seconds / examples_seen, 4),
+            "device": s.device,
+            "bf16": s.use_bf16,
+            "trainable_parameters": int(sum(p.numel() for p in s.trainable)),
+            "history": st.history,
+            "final_loss": _mean_tail([h["loss"] for h in st.history]),
+            "final_answer_accuracy": _mean_tail([h["answer_accuracy"] for h in st.history]),
+        }
 
     # ------------------------------------------------------------------ helpers
 
