@@ -85,13 +85,32 @@ def write_plots(metrics: dict[str, Any], output_dir: Path) -> list[Path]:
 
 def model_card(metrics: dict[str, Any]) -> str:
     """A README.md for the model folder: data, loss, hyper-parameters, evaluation numbers, use."""
-    cfg = metrics["config"]
-    data = metrics["data"]
-    dev = metrics.get("dev")
-    bi = cfg.get("architecture") == "bi-encoder"
-    if bi:
+    bi = metrics["config"].get("architecture") == "bi-encoder"
+    lines = [
+        *_card_head(metrics["config"]),
+        *_card_training(metrics),
+        "",
+        "## Evaluation",
+        "",
+        *_card_evaluation(metrics),
+        "",
+        "## Use",
+        "",
+        "```python",
+        *_card_use(bi),
+        "```",
+        "",
+        "Check the licences of the backbone, of the corpus and of the LLM that wrote the training "
+        "queries before redistributing this model.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _card_head(cfg: dict[str, Any]) -> list[str]:
+    """The card's metadata block, title and one-paragraph description of what the model scores."""
+    if cfg.get("architecture") == "bi-encoder":
         merged = cfg.get("merge_with_base") or 0.0
-        head = [
+        return [
             "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
             "tags: [bi-encoder, reranker, synthrank]", "---", "", "# synthrank bi-encoder reranker", "",
             "A sentence embedder tuned as a reranker: score = cosine of the mean-pooled embeddings of query and "
@@ -100,16 +119,19 @@ def model_card(metrics: dict[str, Any]) -> str:
             + (f"; the saved weights are {1 - merged:.2f} x tuned + {merged:.2f} x backbone (WiSE-FT)." if merged else "."),
             "",
         ]  # fmt: skip
-    else:
-        head = [
-            "---", "library_name: transformers", "pipeline_tag: text-classification",
-            "tags: [cross-encoder, reranker, synthrank]", "---", "", "# synthrank cross-encoder reranker", "",
-            "A one-logit sequence-classification cross-encoder: score = the logit for a (query, passage) pair; "
-            "higher means more relevant. Trained by `synthrank train` on synthetic training groups.",
-            "",
-        ]  # fmt: skip
+    return [
+        "---", "library_name: transformers", "pipeline_tag: text-classification",
+        "tags: [cross-encoder, reranker, synthrank]", "---", "", "# synthrank cross-encoder reranker", "",
+        "A one-logit sequence-classification cross-encoder: score = the logit for a (query, passage) pair; "
+        "higher means more relevant. Trained by `synthrank train` on synthetic training groups.",
+        "",
+    ]  # fmt: skip
+
+
+def _card_training(metrics: dict[str, Any]) -> list[str]:
+    """The training data, the loss and the hyper-parameters, as the run used them."""
+    cfg, data = metrics["config"], metrics["data"]
     lines = [
-        *head,
         "## Training data",
         "",
         f"- groups: {data['groups_used']} used of {data['groups_read']} read ({data['source']}); "
@@ -133,58 +155,57 @@ def model_card(metrics: dict[str, Any]) -> str:
     ]
     if metrics.get("stopped_early"):
         lines.append(f"- stopped early after {cfg['early_stopping_patience']} evaluations without improvement")
-    lines += ["", "## Evaluation", ""]
-    if dev:
-        metric = metrics.get("dev_metric", "nDCG@10")
-        lines += [
-            f"Dev set: {dev['name']} ({dev['queries']} queries, {dev['pairs']} pairs reranked).",
-            "",
-            "| system | " + " | ".join(dev["baseline"]) + " |",
-            "|---|" + "---|" * len(dev["baseline"]),
-            "| first stage | " + " | ".join(f"{v:.4f}" for v in dev["baseline"].values()) + " |",
-        ]
-        best = metrics.get("best_dev") or {}
-        if best:
-            lines.append(
-                f"| this model (step {metrics['best_step']}) | "
-                + " | ".join(f"{best.get(k, float('nan')):.4f}" for k in dev["baseline"]) + " |"
-            )
-        merged_dev = metrics.get("merged_dev") or {}
-        if merged_dev:
-            lines.append(
-                f"| this model merged with its backbone ({metrics.get('merge_with_base')}) | "
-                + " | ".join(f"{merged_dev.get(k, float('nan')):.4f}" for k in dev["baseline"]) + " |"
-            )
-        lines += ["", f"The model folder holds the checkpoint with the best dev {metric}."]
-    else:
-        lines.append("No dev set was given: the folder holds the weights of the last step.")
-    use = [
-        "from synthrank.rerank import load_scorer",
-        "reranker = load_scorer('path/to/model')          # a BiEncoderScorer",
-        "scores = reranker.score_pairs([query, query], [passage_a, passage_b])",
+    return lines
+
+
+def _card_evaluation(metrics: dict[str, Any]) -> list[str]:
+    """The dev table: first stage, the kept checkpoint and (bi-encoder) the merged weights."""
+    dev = metrics.get("dev")
+    if not dev:
+        return ["No dev set was given: the folder holds the weights of the last step."]
+    metric = metrics.get("dev_metric", "nDCG@10")
+    lines = [
+        f"Dev set: {dev['name']} ({dev['queries']} queries, {dev['pairs']} pairs reranked).",
         "",
-        "from sentence_transformers import SentenceTransformer   # also loads it",
-        "SentenceTransformer('path/to/model').encode([query, passage_a])",
-    ] if bi else [
+        "| system | " + " | ".join(dev["baseline"]) + " |",
+        "|---|" + "---|" * len(dev["baseline"]),
+        "| first stage | " + " | ".join(f"{v:.4f}" for v in dev["baseline"].values()) + " |",
+    ]
+    best = metrics.get("best_dev") or {}
+    if best:
+        lines.append(
+            f"| this model (step {metrics['best_step']}) | "
+            + " | ".join(f"{best.get(k, float('nan')):.4f}" for k in dev["baseline"]) + " |"
+        )
+    merged_dev = metrics.get("merged_dev") or {}
+    if merged_dev:
+        lines.append(
+            f"| this model merged with its backbone ({metrics.get('merge_with_base')}) | "
+            + " | ".join(f"{merged_dev.get(k, float('nan')):.4f}" for k in dev["baseline"]) + " |"
+        )
+    lines += ["", f"The model folder holds the checkpoint with the best dev {metric}."]
+    return lines
+
+
+def _card_use(bi: bool) -> list[str]:
+    """A code sample that loads the model with synthrank and with sentence-transformers."""
+    if bi:
+        return [
+            "from synthrank.rerank import load_scorer",
+            "reranker = load_scorer('path/to/model')          # a BiEncoderScorer",
+            "scores = reranker.score_pairs([query, query], [passage_a, passage_b])",
+            "",
+            "from sentence_transformers import SentenceTransformer   # also loads it",
+            "SentenceTransformer('path/to/model').encode([query, passage_a])",
+        ]
+    return [
         "from synthrank.rerank import CrossEncoderReranker",
         "reranker = CrossEncoderReranker('path/to/model')",
         "scores = reranker.score_pairs([query, query], [passage_a, passage_b])",
         "",
         "from sentence_transformers import CrossEncoder      # also loads it (predict applies a sigmoid)",
         "CrossEncoder('path/to/model').predict([(query, passage_a)])",
-    ]  # fmt: skip
-    lines += [
-        "",
-        "## Use",
-        "",
-        "```python",
-        *use,
-        "```",
-        "",
-        "Check the licences of the backbone, of the corpus and of the LLM that wrote the training "
-        "queries before redistributing this model.",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def write_model_card(metrics: dict[str, Any], *folders: Path) -> None:
