@@ -77,6 +77,9 @@ _D = field_defaults(TrainConfig)
               help="Steps between dev evaluations (0: each epoch end).")
 @click.option("--early-stopping-patience", default=_D["early_stopping_patience"], show_default=True, type=click.IntRange(0),
               help="Stop after N evaluations without dev improvement (0: never).")
+@click.option("--dev-min-queries", default=_D["dev_min_queries"], show_default=True, type=click.IntRange(0),
+              help="A dev set of fewer queries is scored for the record but does not choose the checkpoint or stop "
+                   "early: the last step is kept.")
 @click.option("--save-every", default=_D["save_every"], show_default=True, type=click.IntRange(0), help="Steps between checkpoints.")
 @click.option("--keep-checkpoints", default=_D["keep_checkpoints"], show_default=True, type=click.IntRange(1), help="Checkpoints kept.")
 @click.option("--precision", default=_D["precision"], show_default=True, type=click.Choice(PRECISIONS),
@@ -144,3 +147,8 @@ def train(ctx: click.Context, groups_file: str, output_dir: str, config_file: st
         best = ", ".join(f"{k} {val:.4f}" for k, val in m["best_dev"].items() if k != "step")
         base = ", ".join(f"{k} {val:.4f}" for k, val in (m.get("dev") or {}).get("baseline", {}).items())
         click.echo(f"dev (step {m['best_step']}): {best}; first stage: {base}")
+    elif m.get("dev_history"):
+        last = m["dev_history"][-1]
+        scores = ", ".join(f"{k} {val:.4f}" for k, val in last.items() if k != "step")
+        click.echo(f"dev (last step {last['step']}; {m['dev']['queries']} queries, fewer than --dev-min-queries "
+                   f"{m['config']['dev_min_queries']}: not used to choose): {scores}")

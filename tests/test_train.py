@@ -374,7 +374,8 @@ def test_best_checkpoint_is_kept_and_early_stopping(tmp_path: Path, tiny_model: 
 
     monkeypatch.setattr(DevSet, "evaluate", fake_evaluate)
     dev = DevSet.from_groups(make_groups(n=3, seed=2))
-    cfg = tiny_config(tiny_model, eval_every=1, early_stopping_patience=2, batch_size=2, epochs=1)  # 8 steps planned
+    cfg = tiny_config(tiny_model, eval_every=1, early_stopping_patience=2, batch_size=2, epochs=1,
+                      dev_min_queries=3)  # 8 steps planned; the 3-query dev set may choose
     result = train_reranker(make_groups(n=16), tmp_path / "run", cfg, dev=dev, show_progress=False)
     assert calls == [1, 2, 3, 4]  # 0.60 and 0.65 do not beat 0.70: stop after the 4th evaluation
     assert result.metrics["stopped_early"] and result.global_step == 4 and result.best_step == 2
@@ -386,6 +387,45 @@ def test_best_checkpoint_is_kept_and_early_stopping(tmp_path: Path, tiny_model: 
     assert any(not torch.equal(saved[k], v) for k, v in snapshots[4].items() if k in saved)
     card = (result.model_dir / "README.md").read_text()
     assert "stopped early" in card and "step 2" in card
+
+
+def _scripted_dev(monkeypatch: pytest.MonkeyPatch, values: list[float]) -> dict[int, dict[str, Any]]:
+    """Make DevSet.evaluate return ``values`` in turn; returns each evaluation's weights by call number."""
+    scripted = iter(values)
+    snapshots: dict[int, dict[str, Any]] = {}
+
+    def fake_evaluate(self: DevSet, scorer: Any, *, show_progress: bool = False) -> dict[str, float]:
+        snapshots[len(snapshots) + 1] = {k: v.detach().clone() for k, v in scorer.model.state_dict().items()}
+        value = next(scripted)
+        return {"nDCG@10": value, "MRR@10": value}
+
+    monkeypatch.setattr(DevSet, "evaluate", fake_evaluate)
+    return snapshots
+
+
+def test_a_dev_set_below_dev_min_queries_keeps_the_last_step(tmp_path: Path, tiny_model: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """2 held-out queries scoring 1.0 at every step used to keep step 1's weights; now they choose nothing."""
+    snapshots = _scripted_dev(monkeypatch, [1.0, 0.5, 0.5, 0.5])
+    dev = DevSet.from_groups(make_groups(n=2, seed=2))
+    cfg = tiny_config(tiny_model, eval_every=1, early_stopping_patience=1, batch_size=4, epochs=1, save_every=0)
+    assert cfg.dev_min_queries > len(dev)
+    result = train_reranker(make_groups(n=16), tmp_path / "run", cfg, dev=dev, show_progress=False)
+    assert result.global_step == 4 and not result.metrics["stopped_early"]  # no early stop on a tiny dev set
+    assert result.best_step is None and len(result.metrics["dev_history"]) == 4  # scored for the record
+    saved = weights(result.model_dir)
+    assert all(torch.equal(saved[k], v) for k, v in snapshots[4].items() if k in saved)  # the last step's weights
+    assert any(not torch.equal(saved[k], v) for k, v in snapshots[1].items() if k in saved)
+
+
+def test_a_dev_tie_keeps_the_later_checkpoint(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshots = _scripted_dev(monkeypatch, [0.8, 0.8, 0.6, 0.5])
+    dev = DevSet.from_groups(make_groups(n=2, seed=2))
+    cfg = tiny_config(tiny_model, eval_every=1, batch_size=4, epochs=1, save_every=0, dev_min_queries=1)
+    result = train_reranker(make_groups(n=16), tmp_path / "run", cfg, dev=dev, show_progress=False)
+    assert result.best_step == 2
+    saved = weights(result.model_dir)
+    assert all(torch.equal(saved[k], v) for k, v in snapshots[2].items() if k in saved)
 
 
 def test_gradient_checkpointing_gives_the_same_training(tmp_path: Path, tiny_model: Path) -> None:
@@ -456,16 +496,17 @@ def test_cli_trains_resumes_and_refuses_other_settings(tmp_path: Path, tiny_mode
     base = ["train", "--groups", str(groups), "--output-dir", str(out), "--config", str(tmp_path / "run.yaml"),
             "--no-progress"]
     runner = CliRunner()
-    first = runner.invoke(main, [*base, "--dev-groups", str(dev_groups), "--eval-every", "2"])
+    first = runner.invoke(main, [*base, "--dev-groups", str(dev_groups), "--eval-every", "2", "--dev-min-queries", "4"])
     assert first.exit_code == 0, first.output
     assert "model:" in first.output and "dev (step" in first.output
     assert (out / "model" / "model.safetensors").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["group_size"] == 4 and metrics["config"]["learning_rate"] == 0.001  # from the YAML
     # same settings again: the finished run is found, nothing is retrained
-    again = runner.invoke(main, [*base, "--dev-groups", str(dev_groups), "--eval-every", "2"])
+    again = runner.invoke(main, [*base, "--dev-groups", str(dev_groups), "--eval-every", "2", "--dev-min-queries", "4"])
     assert again.exit_code == 0, again.output
-    other = runner.invoke(main, [*base, "--dev-groups", str(dev_groups), "--eval-every", "2", "--learning-rate", "0.01"])
+    other = runner.invoke(main, [*base, "--dev-groups", str(dev_groups), "--eval-every", "2", "--dev-min-queries", "4",
+                                 "--learning-rate", "0.01"])
     assert other.exit_code != 0 and "other settings" in other.output
     restarted = runner.invoke(main, [*base, "--learning-rate", "0.01", "--restart", "--dev-data", str(tiny_beir),
                                      "--dev-split", "test", "--dev-top-k", "6"])
@@ -473,6 +514,7 @@ def test_cli_trains_resumes_and_refuses_other_settings(tmp_path: Path, tiny_mode
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["learning_rate"] == 0.01
     assert metrics["dev"]["queries"] == 3 and metrics["dev"]["name"] == "tiny" and metrics["dev_history"]
+    assert metrics["best_step"] is None and "not used to choose" in restarted.output  # 3 < the default 20 queries
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("not a run", encoding="utf-8")

@@ -473,6 +473,9 @@ class RerankerTrainer:
         cfg, st = self.config, s.state
         if s.dev is not None and not st.dev_history and st.global_step == 0 and s.is_main:
             logger.info("dev set %s: %d queries, first stage %s", s.dev.name, len(s.dev), s.dev.baseline)
+            if len(s.dev) < self.config.dev_min_queries:
+                logger.info("the dev set has fewer than dev_min_queries (%d) queries: it is scored for the record, "
+                            "the last step's weights are kept", self.config.dev_min_queries)  # fmt: skip
         s.model.train()
         bar = tqdm(total=s.total_steps, initial=st.global_step, desc=f"train {cfg.loss}", unit="step",
                    disable=not (show_progress and s.is_main), smoothing=0.05)  # fmt: skip
@@ -585,7 +588,12 @@ class RerankerTrainer:
         found = self._evaluate(s)
         st.dev_history.append({"step": st.global_step, **found})
         value = found[DEV_METRIC]
-        improved = st.best_metric is None or value > st.best_metric
+        if len(s.dev or ()) < cfg.dev_min_queries:  # too few queries to choose by: recorded, the last step is kept
+            if s.is_main:
+                bar.write(f"step {st.global_step}: dev {DEV_METRIC} {value:.4f}")
+            return
+        # a tie keeps the later weights: they trained more on the same data for the same dev score
+        improved = st.best_metric is None or value >= st.best_metric
         if improved:
             st.best_metric, st.best_step, st.bad_evals = value, st.global_step, 0
             if s.is_main:
