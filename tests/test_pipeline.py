@@ -371,3 +371,27 @@ def test_exclusion_file_content_is_part_of_the_generate_fingerprint(tmp_path: Pa
     before = fingerprint(config)
     excluded.write_text("d1\nd2\n", encoding="utf-8")
     assert fingerprint(config) != before
+
+
+def test_run_refuses_before_the_llm_steps_when_training_cannot_fit_memory(
+    tiny_beir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    from synthrank.errors import SynthrankError
+    from synthrank.pipeline import run_pipeline
+
+    class Tight:  # 300 MiB available: less than the MiniLM trainer's process and model alone
+        available = 300 * 1024 * 1024
+
+    called: list[str] = []
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight())
+    monkeypatch.setattr("synthrank.pipeline.stages.run_generate", lambda run, ctx: called.append("generate"))
+    config = load_run_config(None, {"corpus": str(tiny_beir), "llm": {"base_url": "http://127.0.0.1:9/v1"}})
+    with pytest.raises(SynthrankError, match=r"training needs about \d+ MiB.*and 300 MiB are available"):
+        run_pipeline(config, tmp_path / "run", show_progress=False)
+    assert called == [] and not (tmp_path / "run").exists()  # no LLM step ran, no folder left behind
+    # a run that stops before training (--until label) is not refused for training's memory
+    with pytest.raises(Exception) as other:
+        run_pipeline(config, tmp_path / "run", until="mine", show_progress=False)
+    assert "training needs" not in str(other.value)

@@ -43,11 +43,30 @@ def run_pipeline(
     steps = build_steps(run)
     if until is not None:
         steps = steps[: STEP_NAMES.index(until) + 1]
+    if any(step.name == "train" for step in steps):
+        check_train_memory(config["train"])  # before the LLM steps: minutes of LLM time for a run that cannot train
     if (out / MARKER_DIR).is_dir():
         return _run(out, config, steps, force)
     # a new run: a failure before any work (a bad corpus, no LLM) leaves no folder that looks like a run to resume
     with removed_if_no_work(out, bookkeeping=[MARKER_DIR, "run_config.json"]):
         return _run(out, config, steps, force)
+
+
+def check_train_memory(section: Mapping[str, Any]) -> None:
+    """Refuse, with what it needs, a run whose training cannot fit this machine's memory even with every pass
+    recomputed (the trainer checks again when it starts and lowers ``activation_budget_mb`` where that fits)."""
+    from transformers import AutoConfig
+
+    from synthrank.pipeline.stages import train_config_from_section
+    from synthrank.runtime import inspect_model, resolve_device
+    from synthrank.train.memory import fit_train_memory
+
+    config = train_config_from_section(section)
+    if resolve_device(config.device) != "cpu":
+        return
+    info = inspect_model(config.model, trust_remote_code=config.trust_remote_code)
+    model_config = AutoConfig.from_pretrained(info.source, trust_remote_code=config.trust_remote_code)
+    fit_train_memory(config, model_config)
 
 
 def _run(out: Path, config: Mapping[str, Any], steps: Sequence[Step], force: Sequence[str]) -> list[StepResult]:
