@@ -101,3 +101,99 @@ def test_price_table_files(tmp_path: Path) -> None:
         PriceTable.from_file(y)
     with pytest.raises(DataError, match="does not exist"):
         PriceTable.from_file(tmp_path / "none.json")
+
+
+# ---------------------------------------------------------------------------- a damaged cache file (#21 item 5)
+# Mutations seen to fail these tests: ResponseCache.__init__ / _sql without their `except sqlite3.Error` (a raw
+# sqlite3.DatabaseError "file is not a database" / "database disk image is malformed" that names no file); `get`
+# turning the error into a miss (`return None`: the damaged file is silently used, then written to).
+
+
+def _filled_cache(path: Path, n: int = 300) -> bytes:
+    cache = ResponseCache(path)
+    for i in range(n):
+        cache.put(f"k{i}", "m", {"i": i}, {"text": f"answer {i} " * 20})
+    cache.close()
+    for side in path.parent.glob(path.name + "-*"):  # WAL checkpointed into the file on close
+        side.unlink()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: b"this is not a database\n" * 40, id="overwritten-with-text"),
+        pytest.param(lambda data: bytes(range(256)) * (len(data) // 256), id="overwritten-with-garbage"),
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated-to-half"),
+        pytest.param(lambda data: data[:100], id="truncated-in-the-header"),
+    ],
+)
+def test_a_damaged_cache_file_is_refused_at_open_naming_it(tmp_path: Path, damage: Any) -> None:
+    from synthrank.llm import CacheError
+
+    path = tmp_path / "llm-cache.sqlite"
+    path.write_bytes(damage(_filled_cache(path)))
+    with pytest.raises(CacheError) as caught:
+        ResponseCache(path)
+    message = str(caught.value)
+    assert str(path) in message and "\n" not in message
+    assert "delete it" in message
+    assert isinstance(caught.value, DataError)  # the CLI's clean one-line "Error: ..." for synthrank errors
+    # no handle was left open on the damaged file: a new cache at the same path (the user deleted it) just works
+    path.unlink()
+    fresh = ResponseCache(path)
+    fresh.put("k", "m", {}, {"text": "x"})
+    assert fresh.get("k") == {"text": "x"}
+    fresh.close()
+
+
+def test_a_page_damaged_inside_the_file_fails_the_read_naming_the_file_never_a_wrong_answer(tmp_path: Path) -> None:
+    """The header and schema are intact, so the file opens; reading an entry on a damaged page raises, every
+    entry that is read back is the one stored, and nothing is written to the damaged file."""
+    from synthrank.llm import CacheError
+
+    path = tmp_path / "llm-cache.sqlite"
+    data = _filled_cache(path)
+    page = 4096
+    path.write_bytes(data[: 2 * page] + bytes(2 * page) + data[4 * page :])  # pages 3 and 4 zeroed
+    cache = ResponseCache(path)
+    errors = 0
+    for i in range(300):
+        try:
+            got = cache.get(f"k{i}")
+        except CacheError as exc:
+            assert str(path) in str(exc) and "malformed" in str(exc)
+            errors += 1
+            continue
+        assert got is None or got == {"text": f"answer {i} " * 20}  # a miss or the right answer
+    assert errors > 0, "zeroed pages went unnoticed"
+    with pytest.raises(CacheError, match=r"llm-cache\.sqlite"):
+        len(cache)
+    cache.close()
+
+
+def test_a_database_that_is_not_a_cache_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    from synthrank.llm import CacheError
+
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE responses (id INTEGER, body TEXT)")
+    with pytest.raises(CacheError, match="not a synthrank response cache"):
+        ResponseCache(path)
+
+
+def test_a_full_disk_while_writing_the_cache_is_a_cache_error_naming_it(tmp_path: Path) -> None:
+    """SQLite's own "database or disk is full" (SQLITE_FULL), made real by a page budget on the connection."""
+    from synthrank.llm import CacheError
+
+    path = tmp_path / "llm-cache.sqlite"
+    cache = ResponseCache(path)
+    pages = cache._conn.execute("PRAGMA page_count").fetchone()[0]
+    cache._conn.execute(f"PRAGMA max_page_count={pages + 2}")
+    with pytest.raises(CacheError) as caught:
+        for i in range(200):
+            cache.put(f"k{i}", "m", {"i": i}, {"text": "x" * 2000})
+    assert str(path) in str(caught.value) and "no space left" in str(caught.value)
+    cache.close()
