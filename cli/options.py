@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from synthrank.data.jsonl import SPACE_ERRNOS
 from synthrank.errors import SynthrankError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,7 +66,7 @@ def stop_cleanly_on_signals(*, hold_after_stop: bool = False) -> Iterator[None]:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn synthrank's own errors into a clean `Error: ...` and exit code 2, not a traceback."""
+    """Turn synthrank's own errors, and a full disk anywhere, into a clean one-line `Error: ...`, not a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -73,6 +74,14 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except SynthrankError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if exc.errno not in SPACE_ERRNOS:
+                raise
+            # a write outside synthrank's own writers (a model or checkpoint saved by a library)
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(
+                f"{where}cannot write ({exc.strerror or exc}); free some space and rerun the same command to resume"
+            ) from exc
 
     return wrapper  # type: ignore[return-value]
 

@@ -9,6 +9,7 @@ half-written is ever left under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -20,9 +21,34 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from synthrank.errors import DataError
+from synthrank.errors import DataError, SynthrankError
 
 logger = logging.getLogger(__name__)
+
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Write errors that mean "no room": a full device, a spent quota, a file size limit."""
+
+
+class OutputWriteError(SynthrankError, OSError):
+    """An output file could not be written (a full disk, a quota, an I/O error); the message names the file.
+
+    Also an :class:`OSError` carrying the original ``errno``, so code that handles OS errors still does.
+    """
+
+    def __init__(self, path: str | Path, cause: OSError) -> None:
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        if cause.errno in SPACE_ERRNOS:
+            advice = "free some space and rerun the same command to resume (what was written before is kept)"
+        else:
+            advice = "rerun the same command to resume once the device is writable (what was written before is kept)"
+        self.message = f"{path}: cannot write ({reason}); {advice}"
+        super().__init__(self.message)
+        self.errno = cause.errno
+        self.strerror = cause.strerror
+        self.filename = str(path)
+
+    def __str__(self) -> str:  # OSError's own would be "[Errno 28] ...: path", without the advice
+        return self.message
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -58,8 +84,9 @@ def honour_umask(path: str | Path, *, directory: bool = False) -> None:
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is left as it was. The file gets the
-    mode the umask gives new files (not ``mkstemp``'s private 0600).
+    On any exception the temporary file is removed and ``path`` is left as it was; a full disk (or quota, or
+    file size limit) is raised as :class:`OutputWriteError` naming ``path``. The file gets the mode the umask
+    gives new files (not ``mkstemp``'s private 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,9 +104,11 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError) and exc.errno in SPACE_ERRNOS:
+            raise OutputWriteError(path, exc) from exc  # the old file, if any, is left as it was
         raise
 
 
@@ -177,15 +206,22 @@ class ResumableJsonlWriter:
         self._fsync_every = fsync_every
         self.done: set[Any] = set()
         self.records_on_open = 0
-        self._fh: IO[str] | None = None
+        self._fh: io.FileIO | None = None
+        self._size = 0
         self._since_sync = 0
 
     def __enter__(self) -> ResumableJsonlWriter:
         self.open()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the error that stopped the block is the one to report, not a second one from closing
+            self.close()
+        except OSError as close_error:
+            logger.debug("%s: closing after an error also failed: %s", self.path, close_error)
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +231,10 @@ class ResumableJsonlWriter:
                 self.records_on_open += 1
                 if self._key is not None:
                     self.done.add(self._key(obj))
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open across appends
+        # unbuffered bytes: each record is one write(2) at the end of the file, and nothing of a record that
+        # failed stays in a buffer to be written by a later flush or close
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open across appends
+        self._size = self._fh.seek(0, os.SEEK_END)
 
     def _truncate_partial_tail(self) -> None:
         """Cut a last line with no newline: the record being written when the process was killed.
@@ -219,23 +258,46 @@ class ResumableJsonlWriter:
         )
 
     def append(self, record: dict[str, Any]) -> None:
+        """Write one record as a line; on a failed write (a full disk) the file is cut back to its complete records.
+
+        Raises:
+            OutputWriteError: the record could not be written; the message names the file.
+        """
         if self._fh is None:
             raise RuntimeError("ResumableJsonlWriter used outside its context")
-        self._fh.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
-        self._fh.flush()
+        data = (json.dumps(record, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
+        try:
+            view = memoryview(data)
+            while view:
+                written = self._fh.write(view)
+                if not written:  # pragma: no cover - a regular file either writes or raises
+                    raise OSError(errno.EIO, "write returned 0 bytes")
+                view = view[written:]
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # shrinking needs no space: leave no torn line behind
+                os.ftruncate(self._fh.fileno(), self._size)
+            raise OutputWriteError(self.path, exc) from exc
+        self._size += len(data)
         if self._key is not None:
             self.done.add(self._key(record))
         self._since_sync += 1
         if self._since_sync >= self._fsync_every:
-            os.fsync(self._fh.fileno())
+            self._sync(self._fh)
             self._since_sync = 0
+
+    def _sync(self, fh: io.FileIO) -> None:
+        try:
+            os.fsync(fh.fileno())
+        except OSError as exc:  # a device that accepted the write but cannot store it (delayed allocation)
+            raise OutputWriteError(self.path, exc) from exc
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                self._sync(fh)
+            finally:
+                fh.close()
 
 
 def _json_default(obj: Any) -> Any:
