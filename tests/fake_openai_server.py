@@ -10,6 +10,12 @@ this one exists because a real server cannot be made to fail on cue. It listens 
         ...  # point LLMConfig(base_url=server.base_url) at it
 
 When the script is empty, ``responder(body) -> Fault`` decides (default: echo a fixed answer).
+
+In front of a real server (``upstream="http://127.0.0.1:PORT/v1"``) it is a fault-injecting proxy: a
+``Fault.forward()`` (the default responder then) passes the request on and returns the real answer verbatim,
+recorded in :attr:`FakeOpenAIServer.forwarded`; any other fault is served instead, and the upstream never
+sees that request. ``python -m tests.fake_openai_server --port N --model NAME`` serves echoes in a process of
+its own (a stand-in for the local llama.cpp server that a test can kill).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,13 +32,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_SLEEP = 5.0
+UPSTREAM_TIMEOUT = 600.0
+"""Longest wait for the real server behind the proxy (a CPU llama.cpp queue of hundreds of requests)."""
 
 
 @dataclass
 class Fault:
     """What the server does with one request."""
 
-    kind: str  # ok | status | sleep | malformed | drop
+    kind: str  # ok | status | sleep | malformed | drop | forward
     content: str = ""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
@@ -70,6 +80,11 @@ class Fault:
     @classmethod
     def truncated(cls, content: str) -> Fault:
         return cls("ok", content=content, finish_reason="length")
+
+    @classmethod
+    def forward(cls) -> Fault:
+        """Pass the request on to the upstream server and return its answer as it is."""
+        return cls("forward")
 
 
 def chat_body(model: str, content: str, finish_reason: str = "stop", logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -126,11 +141,26 @@ def title_query_responder(query_for_title: Callable[[str], str]) -> Callable[[di
 class FakeOpenAIServer:
     """Scripted faults on ``POST /v1/chat/completions``; ``GET /v1/models`` lists one model."""
 
-    def __init__(self, *, model: str = "fake-model", responder: Callable[[dict[str, Any]], Fault] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str = "fake-model",
+        responder: Callable[[dict[str, Any]], Fault] | None = None,
+        upstream: str | None = None,
+        port: int = 0,
+    ) -> None:
         self.model = model
-        self.responder = responder or (lambda body: Fault.ok('{"ok": true}'))
+        self.upstream = upstream.rstrip("/") if upstream else None
+        default = Fault.forward() if upstream else Fault.ok('{"ok": true}')
+        self.responder = responder or (lambda body: default)
+        self.port = port
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
+        self.forwarded: list[tuple[dict[str, Any], int, dict[str, Any]]] = []
+        """(request body, upstream status, upstream JSON answer) of every forwarded request, in answer order."""
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """Most chat requests the server held at once (arrived, not yet answered)."""
         self._script: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -156,6 +186,25 @@ class FakeOpenAIServer:
             if self._script:
                 return self._script.popleft()
         return self.responder(body)
+
+    def _forward(self, raw: bytes, body: dict[str, Any]) -> tuple[int, bytes]:
+        if self.upstream is None:
+            raise AssertionError("Fault.forward() needs an upstream URL")
+        request = urllib.request.Request(
+            f"{self.upstream}/chat/completions", data=raw, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=UPSTREAM_TIMEOUT) as resp:
+                status, payload = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        try:
+            answer = json.loads(payload)
+        except json.JSONDecodeError:
+            answer = {"unparsed": payload.decode("utf-8", errors="replace")}
+        with self._lock:
+            self.forwarded.append((body, status, answer))
+        return status, payload
 
     def __enter__(self) -> FakeOpenAIServer:
         self.start()
@@ -199,9 +248,21 @@ class FakeOpenAIServer:
                     return
                 with server._lock:
                     server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer(raw, body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, raw: bytes, body: dict[str, Any]) -> None:
                 fault = server._next(body)
                 model = body.get("model", server.model)
-                if fault.kind == "status":
+                if fault.kind == "forward":
+                    status, forwarded = server._forward(raw, body)
+                    self._send(status, forwarded)
+                elif fault.kind == "status":
                     err = {"error": {"message": f"injected HTTP {fault.status}", "type": "fault", "code": fault.status}}
                     self._send(fault.status, json.dumps(err).encode(), fault.headers)
                 elif fault.kind == "malformed":
@@ -215,7 +276,10 @@ class FakeOpenAIServer:
                     payload = chat_body(model, fault.content, fault.finish_reason, fault.logprobs)
                     self._send(200, json.dumps(payload).encode())
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Listener(ThreadingHTTPServer):
+            request_queue_size = 1024  # hundreds of clients connect at once in the load test
+
+        self._httpd = Listener(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -228,3 +292,26 @@ class FakeOpenAIServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def echo_responder(body: dict[str, Any]) -> Fault:
+    """Answers ``echo: <the last message>``, so an answer shows which request it belongs to."""
+    return Fault.ok(f"echo: {body['messages'][-1]['content']}")
+
+
+def main() -> None:  # pragma: no cover - runs as a separate process
+    """Serve echoes on 127.0.0.1:PORT until killed: a stand-in for the local llama.cpp server."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", required=True)
+    args = parser.parse_args()
+    server = FakeOpenAIServer(model=args.model, responder=echo_responder, port=args.port)
+    server.start()
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
