@@ -217,3 +217,108 @@ def test_ctrl_c_while_a_client_starts_its_server_stops_it_at_once(
     assert popen is not None and popen.poll() is not None, "the starting server was not stopped"
     assert log is not None and not log.exists()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+# ---------------------------------------------------------------------------- the server dies mid-run (#21 item 5)
+# Mutations seen to fail these tests: `_call_with_retries` without its call to `_revive_server` on a connection error
+# (every later call failed: "connection" after its retries, and no restart); `acomplete_many` re-raising only
+# `LLMAuthError` (the dead server came back as one LLMCallError per request instead of stopping the batch).
+
+
+class EchoProcessServer(LocalLlamaServer):
+    """The real start/stop/exit logic around a small echo server process (tests/fake_openai_server.py) instead of
+    llama.cpp: it can be killed like the real one, and starts in a fraction of a second."""
+
+    def command(self) -> list[str]:
+        import sys
+
+        root = str(Path(__file__).resolve().parents[1])
+        code = f"import sys; sys.path.insert(0, {root!r}); from tests.fake_openai_server import main; main()"
+        return [sys.executable, "-c", code, "--port", str(self.port), "--model", self.alias]
+
+
+def _echo_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **local_settings: Any) -> LLMClient:
+    import asyncio
+
+    from synthrank.llm import LocalServerSettings
+    from synthrank.models import gguf
+
+    monkeypatch.setattr(local, "check_server_dependencies", lambda: None)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    monkeypatch.setattr(gguf, "resolve_gguf", lambda name: tmp_path / "m.gguf")
+    monkeypatch.setattr(local, "LocalLlamaServer", EchoProcessServer)
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    config = LLMConfig(model="m", max_retries=3, local=LocalServerSettings(startup_timeout=30, **local_settings))
+    return LLMClient(config, sleep=no_wait)
+
+
+def _kill_server(client: LLMClient) -> int:
+    import os
+    import signal
+
+    process = client._server._process
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    return int(process.pid)
+
+
+def _ask(text: str) -> Any:
+    from synthrank.llm import LLMRequest
+
+    return LLMRequest.chat([{"role": "user", "content": text}], max_tokens=8)
+
+
+def test_a_local_server_killed_mid_run_is_started_again_and_every_call_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _echo_client(tmp_path, monkeypatch)
+    with client:
+        assert client.complete(_ask("first")).text == "echo: first"
+        url = client.base_url
+        killed = _kill_server(client)
+        with caplog.at_level(logging.WARNING, logger="synthrank.llm.client"):
+            results = client.complete_many([_ask(f"q{i}") for i in range(5)])
+        assert [getattr(r, "text", r) for r in results] == [f"echo: q{i}" for i in range(5)]
+        assert client.server_restarts == 1 and client.base_url == url  # the same port
+        assert client._server._process.pid != killed and client._server.running
+        assert client.usage.calls == 6 and client.usage.failures == {}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["the local llama.cpp server for m exited with code -9 mid-run; starting it again (restart 1 of 2)"]
+
+
+def test_a_local_server_that_keeps_dying_stops_the_batch_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthrank.llm import LLMFatalError, LLMServerError
+
+    client = _echo_client(tmp_path, monkeypatch, max_restarts=1)
+    with client:
+        client.complete(_ask("first"))
+        _kill_server(client)
+        client.complete(_ask("second"))  # restarted once
+        _kill_server(client)
+        with pytest.raises(LLMServerError) as stopped:
+            client.complete_many([_ask(f"q{i}") for i in range(4)])
+        assert client.server_restarts == 1
+    assert isinstance(stopped.value, LLMFatalError)
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert message == (
+        "LLM call failed (server_exited): the local llama.cpp server for m exited with code -9 mid-run (restarted 1 "
+        "of at most 1 times); rerun the same command to resume (answered calls are cached)"
+    )
+
+
+def test_a_local_server_that_cannot_start_again_stops_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthrank.llm import LLMServerError
+
+    client = _echo_client(tmp_path, monkeypatch)
+    with client:
+        client.complete(_ask("first"))
+        (tmp_path / "m.gguf").unlink()  # the model file went away with the server
+        _kill_server(client)
+        with pytest.raises(LLMServerError, match=r"exited with code -9 mid-run and could not be started again \(GGUF"):
+            client.complete_many([_ask("q")])

@@ -8,7 +8,15 @@ usage accounting and JSON repair. See :class:`~synthrank.llm.client.LLMClient`.
 from __future__ import annotations
 
 from synthrank.llm.cache import CacheError, ResponseCache, cache_key
-from synthrank.llm.client import Completion, LLMAuthError, LLMCallError, LLMClient, LLMRequest
+from synthrank.llm.client import (
+    Completion,
+    LLMAuthError,
+    LLMCallError,
+    LLMClient,
+    LLMFatalError,
+    LLMRequest,
+    LLMServerError,
+)
 from synthrank.llm.config import LLMConfig, LocalServerSettings
 from synthrank.llm.parsing import ParseError, extract_json, is_refusal, parse_json
 from synthrank.llm.usage import PriceTable, Usage
@@ -20,7 +28,9 @@ __all__ = [
     "LLMCallError",
     "LLMClient",
     "LLMConfig",
+    "LLMFatalError",
     "LLMRequest",
+    "LLMServerError",
     "LocalServerSettings",
     "ParseError",
     "PriceTable",

@@ -135,8 +135,16 @@ class LLMCallError(SynthrankError):
         self.kind = kind
 
 
-class LLMAuthError(LLMCallError):
+class LLMFatalError(LLMCallError):
+    """No later call could succeed either: :meth:`LLMClient.complete_many` raises it instead of returning it."""
+
+
+class LLMAuthError(LLMFatalError):
     """The endpoint refused the key: every further call would fail too, so the run stops."""
+
+
+class LLMServerError(LLMFatalError):
+    """The local llama.cpp server died mid-run and may not (or could not) be started again: the run stops."""
 
 
 @dataclass
@@ -232,6 +240,8 @@ class LLMClient:
         self._lock = threading.Lock()
         self._loop_lock = threading.Lock()
         self._closed = False
+        self.server_restarts = 0
+        """How many times the local server died mid-run and was started again (at most ``local.max_restarts``)."""
 
     def __repr__(self) -> str:  # no key, ever
         where = self._base_url or "local llama.cpp"
@@ -276,6 +286,53 @@ class LLMClient:
 
     async def _astart_server(self) -> None:
         self._start_server()
+
+    async def _arevive_server(self) -> None:
+        self._revive_server()
+
+    def _revive_server(self) -> None:
+        """After a connection error: if the local server died, start it again (on its port), at most
+        ``config.local.max_restarts`` times; past that, or if it cannot start, raise :class:`LLMServerError`.
+
+        Runs on this client's own thread, like the first start (the server is tied to that thread's life).
+        """
+        with self._lock:
+            server = self._server
+            if server is None or self._closed:
+                return
+            code = server.exit_code
+            if code is None:  # still running (a glitch, or it is still dying: the next retry sees it), or closed
+                return
+            tail = server.log_tail()
+            limit = self.config.local.max_restarts
+            if self.server_restarts >= limit:
+                logger.error("the local llama.cpp server exited with code %s; the end of its log:\n%s", code, tail)
+                self.usage.record_failure("server_exited")
+                raise LLMServerError(
+                    "server_exited",
+                    f"the local llama.cpp server for {self.model} exited with code {code} mid-run "
+                    f"(restarted {self.server_restarts} of at most {limit} times); "
+                    "rerun the same command to resume (answered calls are cached)",
+                )
+            self.server_restarts += 1
+            logger.warning(
+                "the local llama.cpp server for %s exited with code %s mid-run; starting it again (restart %d of %d)",
+                self.model, code, self.server_restarts, limit,
+            )  # fmt: skip
+            logger.info("the end of the dead server's log:\n%s", tail)
+            server.close()
+            try:
+                server.start()
+            except ModelError as exc:
+                self.usage.record_failure("server_exited")
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise LLMServerError(
+                    "server_exited",
+                    f"the local llama.cpp server for {self.model} exited with code {code} mid-run and could not be "
+                    f"started again ({first_line})",
+                ) from None
+            if server.base_url != self._base_url:  # pragma: no cover - the port is kept
+                raise LLMServerError("server_exited", f"the restarted local server moved to {server.base_url}")
 
     def _start_server(self) -> None:
         with self._lock:
@@ -420,6 +477,7 @@ class LLMClient:
         Raises:
             LLMCallError: retries spent, or a request the endpoint rejects (kind ``bad_request``).
             LLMAuthError: the endpoint refused the key.
+            LLMServerError: the local server died and may not be started again.
         """
         key = self.key_for(request)
         if self.cache is not None:
@@ -476,6 +534,13 @@ class LLMClient:
                 kind, last = "timeout", f"no answer within {self.config.timeout:g}s"
             except openai.APIConnectionError as exc:
                 kind, last = "connection", str(exc) or type(exc).__name__
+                if self._server is not None:  # the local server may have died (killed, out of memory): restart it
+                    if threading.current_thread() is self._thread:
+                        self._revive_server()
+                    else:
+                        await asyncio.wrap_future(
+                            asyncio.run_coroutine_threadsafe(self._arevive_server(), self._ensure_loop())
+                        )
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 self.usage.record_failure("auth")
                 raise LLMAuthError("auth", f"the endpoint refused the API key (HTTP {exc.status_code})") from None
@@ -536,13 +601,14 @@ class LLMClient:
     ) -> list[Completion | LLMCallError]:
         """All requests concurrently (bounded by ``max_concurrency``); failures come back as :class:`LLMCallError`.
 
-        An :class:`LLMAuthError` is raised instead: no later call could succeed.
+        An :class:`LLMFatalError` (a refused key, a dead local server past its restarts) is raised instead:
+        no later call could succeed.
         """
 
         async def one(i: int, req: LLMRequest) -> Completion | LLMCallError:
             try:
                 result: Completion | LLMCallError = await self.acomplete(req)
-            except LLMAuthError:
+            except LLMFatalError:
                 raise
             except LLMCallError as exc:
                 result = exc

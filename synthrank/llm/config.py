@@ -28,6 +28,9 @@ class LocalServerSettings:
     n_threads: int | None = None  # None: all cores
     startup_timeout: float = 300.0
     extra_args: list[str] = field(default_factory=list)
+    # a server that dies mid-run (killed, out of memory, a crash) is started again this many times per client;
+    # one more death stops the run with one line naming it
+    max_restarts: int = 2
 
 
 @dataclass

@@ -149,6 +149,12 @@ class LocalLlamaServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status of a server that stopped on its own (killed, crashed); ``None`` while it runs or after
+        :meth:`close` (a negative status is the signal that ended it: -9 for SIGKILL, the out-of-memory killer's)."""
+        return None if self._process is None else self._process.poll()
+
     def command(self) -> list[str]:
         n_threads = self.n_threads or os.cpu_count() or 1
         return [
