@@ -874,6 +874,7 @@ class RerankerTrainer:
             "pairs_per_second": st.groups_trained * self.config.group_size / train_seconds if train_seconds > 0 else 0.0,
             "wall_seconds_this_session": round(time.perf_counter() - started, 3),
             "device": s.device,
+            "processes": s.world,
             "precision": s.precision,
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "history": st.history,
