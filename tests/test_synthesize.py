@@ -133,6 +133,14 @@ def test_unknown_type_and_missing_persona() -> None:
         GenerationConfig(query_types=["poem"])
 
 
+def test_generation_config_from_dict_is_strict_and_round_trips() -> None:
+    cfg = GenerationConfig.from_dict({"n-per-type": 2, "query_types": ["keyword"], "seed": 3})
+    assert cfg.n_per_type == 2 and cfg.query_types == ["keyword"] and GenerationConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(DataError) as err:
+        GenerationConfig.from_dict({"n_per_typ": 2})
+    assert err.value.field == "generate.n_per_typ" and "n_per_type" in str(err.value)
+
+
 def test_personas_from_files(tmp_path: Path) -> None:
     txt = tmp_path / "p.txt"
     txt.write_text("# mine\na beekeeper\nexpert: an entomologist\n", encoding="utf-8")

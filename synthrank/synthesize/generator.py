@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from synthrank.config_fields import strict_from_dict
 from synthrank.data.jsonl import ResumableJsonlWriter, iter_jsonl
 from synthrank.data.records import Document
 from synthrank.errors import DataError
@@ -97,6 +98,12 @@ class GenerationConfig:
         return asdict(self)
 
     @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationConfig:
+        """Build from a mapping of this config's own fields (dashes count as underscores); an unknown key is a
+        :class:`DataError` naming it, as for the other steps' configs."""
+        return strict_from_dict(cls, data, section="generate")
+
+    @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> GenerationConfig:
         """The config from a larger option set (CLI options, a run config section): its own keys, rest ignored.
 
@@ -107,7 +114,7 @@ class GenerationConfig:
         picked = {k: v for k, v in options.items() if k in known and (v is not None or k in nullable)}
         if "query_types" in picked:
             picked["query_types"] = list(picked["query_types"])
-        return cls(**picked)
+        return cls.from_dict(picked)
 
 
 @dataclass(frozen=True)
