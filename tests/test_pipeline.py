@@ -395,3 +395,16 @@ def test_run_refuses_before_the_llm_steps_when_training_cannot_fit_memory(
     with pytest.raises(Exception) as other:
         run_pipeline(config, tmp_path / "run", until="mine", show_progress=False)
     assert "training needs" not in str(other.value)
+
+
+def test_evaluate_section_is_validated_when_the_config_loads(tmp_path: Path) -> None:
+    from synthrank.config_fields import field_defaults
+    from synthrank.evaluate.config import EvaluateConfig
+
+    assert load_run_config()["evaluate"] == field_defaults(EvaluateConfig)  # one home for the defaults
+    for bad, where in (({"baselines": ["bm26"]}, "evaluate.baselines"), ({"top_k": 0}, "evaluate.top_k"),
+                       ({"dtype": "int4"}, "evaluate.dtype"), ({"max_queries": -1}, "evaluate.max_queries")):  # fmt: skip
+        with pytest.raises(DataError) as err:
+            load_run_config(None, {"evaluate": bad})
+        assert err.value.field == where, bad
+    assert load_run_config(None, {"evaluate": {"baselines": ["bm25", "llm-judge"], "dtype": "bf16"}})

@@ -133,22 +133,15 @@ def step_defaults() -> dict[str, Any]:
     return out
 
 
-EVALUATE: dict[str, Any] = {
-    "data": None,  # judged queries (BEIR folder / irds id); default: the corpus when it has qrels
-    "split": "test",
-    "top_k": 30,
-    "max_queries": None,
-    "baselines": ["bm25", "zero-shot"],  # + "llm-judge": the LLM itself as a reranker (slow)
-    "zero_shot_model": "minilm",
-    # + a row fusing the trained model with the zero-shot one, weight picked on the held-out synthetic groups
-    "fusion": True,
-    "llm_judge_max_queries": 50,
-    "llm_judge_top_k": None,  # BM25 depth the judge (and, on its subset, every system) reranks; None: top_k
-    "batch_size": 64,
-    # "auto": bf16/fp16 on CUDA, bf16 autocast on a CPU with AMX or AVX512-BF16 (2-3x faster, rankings as
-    # in fp32), fp32 on other CPUs; every system of the evaluation scores in the same precision
-    "dtype": "auto",
-}
+def _evaluate_defaults() -> dict[str, Any]:
+    from synthrank.config_fields import field_defaults
+    from synthrank.evaluate.config import EvaluateConfig
+
+    return field_defaults(EvaluateConfig)
+
+
+# the evaluate section's defaults: EvaluateConfig's fields (its docstring says what each one does)
+EVALUATE: dict[str, Any] = _evaluate_defaults()
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str, source: str) -> dict[str, Any]:
@@ -187,6 +180,9 @@ def load_run_config(path: str | Path | None = None, overrides: Mapping[str, Any]
         config = _merge(config, data, "", str(path))
     if overrides:
         config = _merge(config, overrides, "", "command line")
+    from synthrank.evaluate.config import EvaluateConfig
+
+    EvaluateConfig.from_dict(config["evaluate"])  # a wrong value fails now, not after the LLM steps
     return config
 
 
