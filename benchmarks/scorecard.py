@@ -636,8 +636,9 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
 ROW_RECIPES = {
     "synthrank": "the run's own train step: LLM queries (LIMRANK's five types, one per passage), the judge's "
                  "labels (source rejected: query dropped; judged-relevant candidates positives), BM25 negatives, "
-                 "LCE over groups of 8, MiniLM tuned as a bi-encoder for 3 epochs at 2e-5, best epoch on the "
-                 "held-out synthetic groups, merged half back with its base",
+                 "LCE over groups of 8, MiniLM tuned as a bi-encoder for 3 epochs at 2e-5 (the best epoch on the "
+                 "held-out synthetic groups when they hold at least 20 queries, else the last: at this budget "
+                 "always the last), merged half back with its base",
     "inpars": "the same queries, the top half by the LLM's score of its source passage (the judge's "
               "P(relevant); InPars v1 ranks by the generator's log-probability, which a chat endpoint does not "
               "return), source passage positive, BM25 top-30 negatives drawn anew each epoch, pointwise BCE with one "
