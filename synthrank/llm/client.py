@@ -306,7 +306,7 @@ class LLMClient:
             tail = server.log_tail()
             limit = self.config.local.max_restarts
             if self.server_restarts >= limit:
-                logger.error("the local llama.cpp server exited with code %s; the end of its log:\n%s", code, tail)
+                logger.info("the local llama.cpp server exited with code %s; the end of its log:\n%s", code, tail)
                 self.usage.record_failure("server_exited")
                 raise LLMServerError(
                     "server_exited",
