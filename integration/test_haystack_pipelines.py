@@ -164,7 +164,7 @@ def test_synthetic_data_pipeline_from_a_document_store(
     out = pipe.run({"generator": {"documents": docs[:3]}}, include_outputs_from={"generator"})
     report = out["generator"]["report"]
     assert report["slots"] == 3 and report["usage"]["calls"] == 3
-    assert report["generated"] + sum(report["parse_failures"].values()) >= 1
+    assert report["generated"] + sum(report["parse_failures"].values()) >= 1  # plumbing: what must be produced is in test_generation_must_produce.py
     queries = out["generator"]["queries"]
     assert all(q["model"] == llm_server.alias and q["source_doc_id"] in {d.id for d in docs[:3]} for q in queries)
     groups = out["miner"]["groups"]

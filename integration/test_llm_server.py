@@ -69,6 +69,8 @@ def test_generate_and_label_end_to_end_then_rerun_from_cache(
         with _client(llama_server, cache) as client:
             gen = QueryGenerator(client, cfg, filters=build_filters(roundtrip_retriever=bm25, roundtrip_k=50))
             g = gen.generate(passages, out / "queries.jsonl").to_dict()
+            # SmolLM2 may keep nothing: plumbing only here; that the default model's generation and labelling
+            # produce is checked in test_generation_must_produce.py
             queries = read_jsonl(out / "queries.jsonl") or [
                 {"query_id": f"fallback-{p.id}", "query": p.title, "source_doc_id": p.id} for p in passages
             ]
@@ -174,7 +176,8 @@ def test_cli_generate_and_label_on_the_embedded_default(medquad_small: dict[str,
     config = (tmp_path / "gen" / "generate_config.json").read_text()
     assert '"base_url": null' in config and "smollm2-135m" in config
     queries = tmp_path / "gen" / "queries.jsonl"
-    if not read_jsonl(queries):  # SmolLM2 often writes no usable JSON: label the passages' titles instead
+    # SmolLM2 often writes no usable JSON: label the passages' titles instead (production: test_generation_must_produce.py)
+    if not read_jsonl(queries):
         queries = tmp_path / "title_queries.jsonl"
         docs = list(medquad_small.values())[:2]
         queries.write_text("".join(json.dumps({"query_id": f"t-{d.id}", "query": d.title, "source_doc_id": d.id}) + "\n"

@@ -46,7 +46,7 @@ def test_querygen_to_training_groups(llm: Any, corpus_frame: pd.DataFrame) -> No
         >> SynthBM25.from_documents(corpus_frame, num_results=30)
         >> HardNegativeMiner(corpus_frame, num_negatives=3)
     )
-    groups = pipeline.transform(corpus_frame.iloc[:3])
+    groups = pipeline.transform(corpus_frame.iloc[:3])  # possibly none with SmolLM2: test_generation_must_produce.py checks output
     assert set(groups.columns) >= {"qid", "query", "docno", "text", "negatives"}
     assert set(groups["docno"]) <= set(corpus_frame["docno"].iloc[:3])  # positives are the source passages
     for negatives, positive in zip(groups["negatives"], groups["docno"], strict=True):
