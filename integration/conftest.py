@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Haystack reports usage to PostHog from a background thread; offline its failed uploads log urllib3 warnings
+# into whichever test is running (a test counting warnings failed on them in CI)
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SYNTHRANK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
