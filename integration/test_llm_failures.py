@@ -41,6 +41,7 @@ from click.testing import CliRunner
 
 from integration.llm_fixtures import llama_server  # noqa: F401  (fixture)
 from integration.test_run_end_to_end import _cache_entries, _config, _marker, _medquad_slice
+from integration.test_run_signals import _answered, _children
 from synthrank.llm.local import LocalLlamaServer
 from synthrank_cli.main import main
 
@@ -49,27 +50,15 @@ pytestmark = [pytest.mark.llm_server, pytest.mark.slow]
 RESUME = "rerun the same command to resume (answered calls are cached)"
 
 
-def _answered(cache: Path) -> int:
-    try:
-        return _cache_entries(cache)
-    except sqlite3.OperationalError:  # the file exists, its table not yet
-        return 0
-
-
 def _servers(pid: int) -> list[int]:
     """The llama.cpp server processes among the children of ``pid`` (the run)."""
     found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    for child in _children(pid):
         try:
-            children = [int(c) for c in (task / "children").read_text().split()]
+            if b"llama_server_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
         except OSError:
             continue
-        for child in children:
-            try:
-                if b"llama_server_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(child)
-            except OSError:
-                continue
     return found
 
 
