@@ -55,18 +55,13 @@ def run_pipeline(
 def check_train_memory(section: Mapping[str, Any]) -> None:
     """Refuse, with what it needs, a run whose training cannot fit this machine's memory even with every pass
     recomputed (the trainer checks again when it starts and lowers ``activation_budget_mb`` where that fits)."""
-    from transformers import AutoConfig
-
     from synthrank.pipeline.stages import train_config_from_section
-    from synthrank.runtime import inspect_model, resolve_device
-    from synthrank.train.memory import fit_train_memory
+    from synthrank.runtime import resolve_device
+    from synthrank.train.memory import backbone_config, fit_train_memory
 
     config = train_config_from_section(section)
-    if resolve_device(config.device) != "cpu":
-        return
-    info = inspect_model(config.model, trust_remote_code=config.trust_remote_code)
-    model_config = AutoConfig.from_pretrained(info.source, trust_remote_code=config.trust_remote_code)
-    fit_train_memory(config, model_config)
+    if resolve_device(config.device) == "cpu":
+        fit_train_memory(config, backbone_config(config))
 
 
 def _run(out: Path, config: Mapping[str, Any], steps: Sequence[Step], force: Sequence[str]) -> list[StepResult]:

@@ -186,6 +186,16 @@ def estimate_train_peak(config: TrainConfig, model_config: Any) -> TrainMemoryEs
     )
 
 
+def backbone_config(config: TrainConfig) -> Any:
+    """The backbone's transformers config (no weights loaded): what the memory estimate reads."""
+    from transformers import AutoConfig
+
+    from synthrank.runtime import inspect_model
+
+    info = inspect_model(config.model, trust_remote_code=config.trust_remote_code)
+    return AutoConfig.from_pretrained(info.source, trust_remote_code=config.trust_remote_code)
+
+
 def fit_train_memory(config: TrainConfig, model_config: Any, available_mb: float | None = None) -> TrainConfig:
     """``config`` if its worst case fits the available memory, else one with a lower ``activation_budget_mb``
     that fits (the same weights, slower steps; logged), else a :class:`~synthrank.errors.SynthrankError`

@@ -93,6 +93,7 @@ from synthrank.train.memory import (
     MIB,
     EncoderShape,
     activation_bytes,
+    backbone_config,
     fit_train_memory,
     release_free_memory,
     release_on_backward,
@@ -263,13 +264,6 @@ class RerankerTrainer:
 
     # ------------------------------------------------------------------ loading
 
-    def _model_config(self) -> Any:
-        """The backbone's transformers config (no weights loaded)."""
-        from transformers import AutoConfig
-
-        info = inspect_model(self.config.model, trust_remote_code=self.config.trust_remote_code)
-        return AutoConfig.from_pretrained(info.source, trust_remote_code=self.config.trust_remote_code)
-
     def _load_model(self, device: str) -> tuple[Any, Any, str]:
         """The backbone in float32 (a fresh one-logit head on a plain encoder), its tokenizer and its source."""
         import torch
@@ -428,7 +422,7 @@ class RerankerTrainer:
             precision = resolve_precision(cfg.precision, device, TRAINING)
             rank = 0
             if device == "cpu":  # activations live in RAM: lower the budget, or refuse, before anything is loaded
-                cfg = self.config = fit_train_memory(cfg, self._model_config())
+                cfg = self.config = fit_train_memory(cfg, backbone_config(cfg))
         set_seed(cfg.seed)
         model, tokenizer, base_path = self._load_model(device)
         if cfg.gradient_checkpointing:
@@ -588,7 +582,7 @@ class RerankerTrainer:
         found = self._evaluate(s)
         st.dev_history.append({"step": st.global_step, **found})
         value = found[DEV_METRIC]
-        if len(s.dev or ()) < cfg.dev_min_queries:  # too few queries to choose by: recorded, the last step is kept
+        if s.dev is not None and len(s.dev) < cfg.dev_min_queries:  # too few queries to choose by: recorded, the last step is kept
             if s.is_main:
                 bar.write(f"step {st.global_step}: dev {DEV_METRIC} {value:.4f}")
             return
