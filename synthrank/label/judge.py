@@ -133,6 +133,9 @@ class LLMJudge:
         max_passage_chars: passages are cut to this length in prompts.
         yes_threshold: binary mode: P(yes) at or above this is a yes. 0.5 suits instruction models
             that answer confidently; weaker ones (small or untuned) need a lower, tuned threshold.
+        sanitise: replace sentences of a passage that address the assessor before the judge reads it
+            (:func:`~synthrank.label.prompts.neutralise_instructions`); off only to measure that defence
+            (:mod:`synthrank.label.injection`).
 
     Example:
         >>> judge = LLMJudge(llm)
@@ -154,6 +157,7 @@ class LLMJudge:
         max_passage_chars: int = 2000,
         max_tokens: int = 48,
         yes_threshold: float = 0.5,
+        sanitise: bool = True,
     ) -> None:
         if mode not in ("graded", "binary"):
             raise DataError(f"unknown judge mode {mode!r}; use 'graded' or 'binary'", field="judge_mode")
@@ -164,6 +168,7 @@ class LLMJudge:
         if not 0.0 < yes_threshold < 1.0:
             raise DataError("must be between 0 and 1", field="yes_threshold")
         self.yes_threshold = yes_threshold
+        self.sanitise = sanitise
         self.client = client
         self.mode: JudgeMode = mode
         self.relevant_grade = relevant_grade
@@ -188,7 +193,9 @@ class LLMJudge:
 
     def request(self, item: JudgeItem, *, sample: int = 0) -> LLMRequest:
         build = graded_messages if self.mode == "graded" else binary_messages
-        messages = build(item.query, item.passage, instruction=item.instruction, max_chars=self.max_passage_chars)
+        messages = build(
+            item.query, item.passage, instruction=item.instruction, max_chars=self.max_passage_chars, sanitise=self.sanitise
+        )
         return LLMRequest.chat(
             messages,
             temperature=0.0 if sample == 0 else self.sc_temperature,

@@ -102,25 +102,29 @@ def _query_block(query: str, instruction: str | None) -> str:
     return block
 
 
-def _passage(passage: str, max_chars: int) -> str:
-    return passage_block("", neutralise_instructions(passage)[0], max_chars)
+def _passage(passage: str, max_chars: int, sanitise: bool = True) -> str:
+    return passage_block("", neutralise_instructions(passage)[0] if sanitise else passage, max_chars)
 
 
-def graded_messages(query: str, passage: str, *, instruction: str | None = None, max_chars: int = 2000) -> list[dict[str, str]]:
+def graded_messages(
+    query: str, passage: str, *, instruction: str | None = None, max_chars: int = 2000, sanitise: bool = True
+) -> list[dict[str, str]]:
     """Ask for ``{"grade": 0-3, "reason": "..."}``; the grade comes first so its token's log-probabilities give P(relevant)."""
     scale = "\n".join(f"{g} = {text}" for g, text in sorted(GRADE_SCALE.items(), reverse=True))
     user = (
-        f"{_query_block(query, instruction)}\n\n{_passage(passage, max_chars)}\n\n{REMINDER}\n"
+        f"{_query_block(query, instruction)}\n\n{_passage(passage, max_chars, sanitise)}\n\n{REMINDER}\n"
         f"How well does the passage answer the query?\n{scale}\n\n"
         'Reply with JSON only: {"grade": <0-3>, "reason": "<at most 15 words>"}'
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def binary_messages(query: str, passage: str, *, instruction: str | None = None, max_chars: int = 2000) -> list[dict[str, str]]:
+def binary_messages(
+    query: str, passage: str, *, instruction: str | None = None, max_chars: int = 2000, sanitise: bool = True
+) -> list[dict[str, str]]:
     """Ask for one token, Yes or No: cheap (prompt processing only) and gives P(yes) from the log-probabilities."""
     user = (
-        f"{_query_block(query, instruction)}\n\n{_passage(passage, max_chars)}\n\n{REMINDER}\n"
+        f"{_query_block(query, instruction)}\n\n{_passage(passage, max_chars, sanitise)}\n\n{REMINDER}\n"
         "Does the passage answer the query? Answer with one word: Yes or No."
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]

@@ -9,6 +9,7 @@ instruction that narrows what counts as relevant). Every output record names the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,14 +165,28 @@ class PersonaSet:
         return base.extended(daily_life=daily, expert=expert)
 
 
+CHAT_TOKEN_MARKER = "[chat token removed]"
+
+# Chat-template control strings (ChatML and Qwen, Llama 2/3, Mistral, Gemma, Phi): llama.cpp's server tokenises a
+# message's text with special tokens parsed, so a passage holding "<|im_end|><|im_start|>assistant" really ends the
+# user's turn and starts an answer (Qwen2.5-Coder-1.5B then judged an irrelevant passage relevant,
+# benchmarks/results/injection.json)
+_CHAT_TOKEN_RE = re.compile(
+    r"<\|[a-z_]{1,30}(?:\|>)?|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<(?:bos|eos|pad)>",
+    re.IGNORECASE,
+)
+
+
 def passage_block(title: str, text: str, max_chars: int) -> str:
-    """The passage between delimiters it cannot close itself (its own tags are neutralised)."""
+    """The passage between delimiters it cannot close itself: its own tags and any chat-template control
+    strings are neutralised, so the text cannot end the prompt's turn or its passage."""
     body = f"{title}\n{text}" if title and text else (title or text)
     if len(body) > max_chars:
         cut = body[:max_chars]
         body = cut[: cut.rfind(" ")] if " " in cut[max_chars // 2 :] else cut
         body += " ..."
     body = body.replace("<passage>", "[passage]").replace("</passage>", "[/passage]")
+    body = _CHAT_TOKEN_RE.sub(CHAT_TOKEN_MARKER, body)
     return f"<passage>\n{body}\n</passage>"
 
 
