@@ -76,7 +76,20 @@ ROW_LABELS = {
     "gpl": "GPL-style",
     "st": "sentence-transformers recipe",
     "zero-shot+bm25": "zero-shot MiniLM + BM25 fusion",
+    "zero-shot+bm25se": "zero-shot MiniLM + BM25 fusion (1-SE weight)",
 }
+FUSIONS: dict[str, str] = {"+bm25": "weight", "+bm25se": "weight_1se"}
+"""Fused-row suffix -> the weight of the run's ``bm25-weight`` cell it uses: the best on the synthetic queries, or
+the least BM25 within one standard error of the best (the one-standard-error rule)."""
+
+
+def fusion_of(row: str) -> str | None:
+    return next((suffix for suffix in FUSIONS if row.endswith(suffix)), None)
+
+
+def unfused(row: str) -> str:
+    suffix = fusion_of(row)
+    return row.removesuffix(suffix) if suffix else row
 
 
 @dataclass(frozen=True)
@@ -224,14 +237,27 @@ def llm_usage(folder: Path) -> dict[str, Any]:
             "llm_minutes": sum(minutes) if minutes and all(m is not None for m in minutes) else None}  # fmt: skip
 
 
+def variant_passages(overlay: dict[str, Any], corpus: Corpus, budget: str, card: Scorecard) -> int | None:
+    """Passages of a variant's run: the budget's, or with ``scorecard: {equal_calls: true}`` as many as the default
+    run's LLM calls at this budget (a lever that spends no call on judging writes that many more queries); None
+    when the default run it depends on has not been made."""
+    if not (overlay.get("scorecard") or {}).get("equal_calls"):
+        return BUDGETS[budget]
+    run = card.data["runs"].get(f"{corpus.name}/{budget}")
+    calls = ((run or {}).get("usage") or {}).get("calls")
+    return int(calls) if calls else None
+
+
 def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any], card: Scorecard,
-             synthrank_cmd: Sequence[str], variant: str | None = None) -> bool:  # fmt: skip
+             synthrank_cmd: Sequence[str], variant: str | None = None,
+             passages: int | None = None) -> bool:  # fmt: skip
     """``synthrank run --until label`` for one corpus and budget (resumes); False when it failed."""
     import yaml
 
     folder = run_dir(work, corpus.name, budget, variant)
     folder.mkdir(parents=True, exist_ok=True)
-    config = run_config(corpus, BUDGETS[budget], work, base_config)
+    passages = passages or BUDGETS[budget]
+    config = run_config(corpus, passages, work, {k: v for k, v in base_config.items() if k != "scorecard"})
     config_path = folder.parent / f"{folder.name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     cmd = [*synthrank_cmd, "run", "--config", str(config_path), "--output-dir", str(folder), "--until", "label",
@@ -244,7 +270,7 @@ def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any
         return False
     counts = {name: _count_lines(folder / name) for name in ("queries.jsonl", "groups.jsonl")}
     card.put_run(f"{corpus.name}/{budget}" + (f"@{variant}" if variant else ""), {
-        "command": " ".join(cmd), "config": config, "passages": BUDGETS[budget], **counts,
+        "command": " ".join(cmd), "config": config, "passages": passages, **counts,
         "usage": llm_usage(folder), "seconds_this_invocation": round(time.perf_counter() - t0, 1),
     })  # fmt: skip
     return True
@@ -371,9 +397,16 @@ class Evaluator:
         self.dtype = dtype
         self.bm25 = InMemoryBM25()
         self.bm25.index(list(self.dataset.corpus.values()))
+        self._zero_shot: tuple[dict[str, Any], dict[str, dict[str, float]]] | None = None
 
     def run(self, name: str, scorer: Any | None) -> dict[str, Any]:
         return self.run_with_ranking(name, scorer)[0]
+
+    def zero_shot(self) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+        """The zero-shot encoder's cell and ranking, scored once per corpus (its row and every fused zero-shot row)."""
+        if self._zero_shot is None:
+            self._zero_shot = self.run_with_ranking("zero-shot", _zero_shot(self))
+        return self._zero_shot
 
     def run_with_ranking(self, name: str, scorer: Any | None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
         """The cell (metrics, per-query nDCG@10) and the reranked run itself, for fusing it with BM25's."""
@@ -461,13 +494,21 @@ def pick_bm25_weight(folder: Path, corpus: dict[str, Any], scorer: Any) -> dict[
     for (q, d), v in zip(pairs, scores, strict=True):
         model.setdefault(q, {})[d] = float(v)
     qrels = {q: relevant[q] for q in first}
-    table = {}
+    table: dict[str, float] = {}
+    per_query: dict[str, dict[str, float]] = {}
     for tenth in range(11):
         fused = fuse_with_first_stage(first, model, tenth / 10)
-        table[f"{tenth / 10:.1f}"] = evaluate_run(fused, qrels, ("nDCG@10",)).aggregate["nDCG@10"]
+        evaluation = evaluate_run(fused, qrels, ("nDCG@10",))
+        table[f"{tenth / 10:.1f}"] = evaluation.aggregate["nDCG@10"]
+        per_query[f"{tenth / 10:.1f}"] = evaluation.per_query["nDCG@10"]
     best = max(table.values())
     weight = float(min(k for k, v in table.items() if v >= best - 1e-12))  # ties: the least BM25
-    return {"weight": weight, "table": table, "queries": len(first)}
+    # one-standard-error rule (Breiman et al. 1984): the simplest choice, the least BM25, whose score is within one
+    # standard error of the best's; with a few lexical synthetic queries the best is a noisy, BM25-leaning pick
+    values = list(per_query[f"{weight:.1f}"].values())
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    weight_1se = float(min(k for k, v in table.items() if v >= best - se - 1e-12))
+    return {"weight": weight, "weight_1se": weight_1se, "se": se, "table": table, "queries": len(first)}
 
 
 # ---------------------------------------------------------------------------------------------- rows phase
@@ -486,24 +527,36 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
         key = cell_key(corpus.name, None, base_row)
         if not card.has(key):
             evaluator = evaluator or evaluator_for(corpus)
-            scorer = None if base_row == "bm25" else _zero_shot(evaluator)
-            card.put(key, evaluator.run(base_row, scorer))
+            card.put(key, evaluator.run("bm25", None) if base_row == "bm25" else evaluator.zero_shot()[0])
             logger.info("%s: %s nDCG@10 %.4f", key, base_row, card.data["cells"][key]["metrics"]["nDCG@10"])
-    weight_key = cell_key(corpus.name, budget, "bm25-weight")
-    if recipe == "synthrank" and not card.has(weight_key):
+    data = data_variant(variant, variants)
+    weight_key = cell_key(corpus.name, budget, "bm25-weight" + (f"@{data}" if data else ""))
+    if recipe == "synthrank" and "weight_1se" not in card.data["cells"].get(weight_key, {}):
+        # the default run's weights, or a data lever's picked on its own queries (cells from before the 1-SE rule
+        # are redone: same queries, same untuned model, so the same best weight)
         evaluator = evaluator or evaluator_for(corpus)
-        card.put(weight_key, pick_bm25_weight(run_dir(work, corpus.name, budget), evaluator.dataset.corpus,
-                                              _zero_shot(evaluator)))  # fmt: skip
-        _, ranking = evaluator.run_with_ranking("zero-shot", _zero_shot(evaluator))
-        card.put(cell_key(corpus.name, budget, "zero-shot+bm25"),
-                 evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key]["weight"]))  # fmt: skip
+        card.put(weight_key, pick_bm25_weight(folder, evaluator.dataset.corpus, _zero_shot(evaluator)))
+    zero_fused = [cell_key(corpus.name, budget, f"zero-shot{suffix}") for suffix in FUSIONS]
+    if recipe == "synthrank" and not data and not all(card.has(k) for k in zero_fused):
+        evaluator = evaluator or evaluator_for(corpus)
+        _, ranking = evaluator.zero_shot()
+        for suffix, key in zip(FUSIONS, zero_fused, strict=True):
+            card.put(key, evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key][FUSIONS[suffix]]))
     train, dev, section = training_split(folder)
     if variant and data_variant(variant, variants) is None:
         section = deep_merge(section, variants[variant].get("train") or {})
     train_qids = {g.query_id for g in train}
     for seed in seeds:
         key = cell_key(corpus.name, budget, row, seed)
+        saved = folder / "scorecard" / "rankings" / f"{row}-seed{seed}.json"
         if card.has(key):
+            if recipe == "synthrank" and saved.exists():  # a fusion rule added after the model was trained
+                for suffix, weight_name in FUSIONS.items():
+                    fused_key = cell_key(corpus.name, budget, f"{row}{suffix}", seed)
+                    if not card.has(fused_key):
+                        evaluator = evaluator or evaluator_for(corpus)
+                        ranking = json.loads(saved.read_text(encoding="utf-8"))
+                        card.put(fused_key, evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key][weight_name]))
             continue
         evaluator = evaluator or evaluator_for(corpus)
         out = folder / "scorecard" / f"{row}-seed{seed}"
@@ -512,9 +565,12 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
         train_seconds = time.perf_counter() - t0
         result, ranking = evaluator.run_with_ranking(row, evaluator.scorer(model_dir))
         result.update(info, train_seconds=round(train_seconds, 1))
-        if recipe == "synthrank":  # the same model fused with BM25 at the run's weight (a lever: its own row)
-            fused = evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key]["weight"])
-            card.data["cells"][cell_key(corpus.name, budget, f"{row}+bm25", seed)] = fused
+        if recipe == "synthrank":  # the same model fused with BM25 at the run's weights (levers: their own rows)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(ranking), encoding="utf-8")  # kept (not committed) for fusion rules to come
+            for suffix, weight_name in FUSIONS.items():
+                fused = evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key][weight_name])
+                card.data["cells"][cell_key(corpus.name, budget, f"{row}{suffix}", seed)] = fused
         card.put(key, result)
         logger.info("%s nDCG@10 %.4f (trained %.0f s)", key, result["metrics"]["nDCG@10"], train_seconds)
         shutil.rmtree(out, ignore_errors=True)  # the numbers are kept; the weights are reproducible
@@ -591,12 +647,15 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                 continue
             entry: dict[str, Any] = {"bm25": bm25["metrics"]["nDCG@10"] if bm25 else None,
                                      "zero-shot": zero["metrics"]["nDCG@10"], "rows": {}}  # fmt: skip
-            fused_zero = card.data["cells"].get(cell_key(corpus, budget, "zero-shot+bm25"))
-            if fused_zero:
-                entry["zero-shot+bm25"] = {"mean": fused_zero["metrics"]["nDCG@10"],
-                                           "weight": fused_zero.get("bm25_weight"),
-                                           "vs_zero_shot": paired(fused_zero["per_query"], zero["per_query"])}  # fmt: skip
-            with_fusion = [x for r in rows for x in ([r, f"{r}+bm25"] if split_row(r)[0] == "synthrank" else [r])]
+            fused_zeros = {}
+            for suffix in FUSIONS:
+                fz = card.data["cells"].get(cell_key(corpus, budget, f"zero-shot{suffix}"))
+                if fz:
+                    fused_zeros[suffix] = fz
+                    entry[f"zero-shot{suffix}"] = {"mean": fz["metrics"]["nDCG@10"], "weight": fz.get("bm25_weight"),
+                                                   "vs_zero_shot": paired(fz["per_query"], zero["per_query"])}  # fmt: skip
+            with_fusion = [x for r in rows
+                           for x in ([r, *(f"{r}{f}" for f in FUSIONS)] if split_row(r)[0] == "synthrank" else [r])]
             for row in with_fusion:
                 m = seed_mean(card, corpus, budget, row, seeds)
                 if m is None:
@@ -606,13 +665,22 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                                       "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
                                       "vs_zero_shot": paired(m["per_query"], zero["per_query"])}  # fmt: skip
                 entry["rows"][row]["_per_query"] = m["per_query"]
-                variant = split_row(row.removesuffix("+bm25"))[1]
-                if variant and card.data["runs"].get(f"{corpus}/{budget}@{variant}"):
-                    entry["rows"][row]["llm"] = card.data["runs"][f"{corpus}/{budget}@{variant}"]["usage"].get("calls")
-                if (variant or row.endswith("+bm25")) and "synthrank" in entry["rows"]:
+                variant = split_row(unfused(row))[1]
+                data_run = card.data["runs"].get(f"{corpus}/{budget}@{variant}") if variant else None
+                if data_run:
+                    entry["rows"][row]["llm"] = data_run["usage"].get("calls")
+                    entry["rows"][row]["data"] = {"passages": data_run.get("passages"),
+                                                  "groups": data_run.get("groups.jsonl"),
+                                                  "llm_minutes": data_run["usage"].get("llm_minutes")}  # fmt: skip
+                if fusion_of(row):
+                    weights = {card.data["cells"].get(cell_key(corpus, budget, row, s), {}).get("bm25_weight")
+                               for s in seeds} - {None}  # fmt: skip
+                    entry["rows"][row]["weight"] = weights.pop() if len(weights) == 1 else None
+                if (variant or fusion_of(row)) and "synthrank" in entry["rows"]:
                     entry["rows"][row]["vs_synthrank"] = paired(m["per_query"], entry["rows"]["synthrank"]["_per_query"])
-                if row.endswith("+bm25") and fused_zero:
-                    entry["rows"][row]["vs_zero_shot_bm25"] = paired(m["per_query"], fused_zero["per_query"])
+                fusion = fusion_of(row)
+                if fusion and fusion in fused_zeros:
+                    entry["rows"][row]["vs_zero_shot_fused"] = paired(m["per_query"], fused_zeros[fusion]["per_query"])
             peers = [r for r in PEERS if r in entry["rows"]]
             if "synthrank" in entry["rows"] and peers:
                 best = max(peers, key=lambda r: entry["rows"][r]["mean"])
@@ -650,12 +718,18 @@ ROW_RECIPES = {
           "(5 negatives, labeled-pair) for the same training queries and positives, then CrossEncoderTrainer with "
           "its default loss (BinaryCrossEntropyLoss) on CrossEncoder(MiniLM, num_labels=1), batch 16, 2e-5, 3 epochs",
     "+bm25": "a row's model fused with BM25: per query weight x z(BM25 score) + (1 - weight) x z(model score) over "
-             "the same top-30, the weight picked on the run's judge-kept synthetic queries with the untuned encoder "
-             "(never on an evaluation query); 'zero-shot MiniLM + BM25 fusion' is the zero-shot model at that weight",
+             "the same top-30, the weight (w) picked on the run's judge-kept synthetic queries with the untuned encoder "
+             "(never on an evaluation query; a data lever's on its own run's queries); 'zero-shot MiniLM + BM25 "
+             "fusion' is the zero-shot model at the default run's weight",
+    "+bm25se": "the same fusion at the least BM25 weight whose synthetic-query nDCG@10 is within one standard error "
+               "of the best weight's (the one-standard-error rule: with a few lexical synthetic queries the best "
+               "weight is a noisy, BM25-leaning pick)",
 }
 
 
 def row_label(row: str) -> str:
+    if row.endswith("+bm25se"):
+        return row_label(row.removesuffix("+bm25se")) + " + BM25 fusion (1-SE weight)"
     if row.endswith("+bm25"):
         return row_label(row.removesuffix("+bm25")) + " + BM25 fusion"
     recipe, variant = split_row(row)
@@ -671,7 +745,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              f"Machine: {meta['machine']}. Command: `{meta.get('command', '?')}`.", ""]  # fmt: skip
     lines += ["How each row was trained (same synthetic queries, backbone, budget and seeds; "
               "benchmarks/scorecard.py):", ""]
-    lines += [f"- **{ROW_LABELS.get(k, '... + BM25 fusion rows')}**: {v}" for k, v in ROW_RECIPES.items()]
+    fused_labels = {"+bm25": "... + BM25 fusion rows", "+bm25se": "... + BM25 fusion (1-SE weight) rows"}
+    lines += [f"- **{ROW_LABELS.get(k) or fused_labels[k]}**: {v}" for k, v in ROW_RECIPES.items()]
     lines += [f"- **lever `{name}`**: {json.dumps(overlay)} laid over the run config"
               for name, overlay in (meta.get("variants") or {}).items()]
     lines.append("")
@@ -681,13 +756,13 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append("| row | " + " | ".join(corpora) + " |")
         lines.append("|---|" + "---:|" * len(corpora))
         present = list(dict.fromkeys(r for c in block["corpora"].values() for r in c["rows"]))
-        for row in ("bm25", "zero-shot", "zero-shot+bm25", *present):
+        for row in ("bm25", "zero-shot", *(f"zero-shot{f}" for f in FUSIONS), *present):
             cells = []
             for c in corpora:
                 e = block["corpora"][c]
                 if row in ("bm25", "zero-shot"):
                     cells.append(f"{e[row]:.4f}" if e.get(row) is not None else "–")
-                elif row == "zero-shot+bm25":
+                elif row.startswith("zero-shot+"):
                     z = e.get(row)
                     test = z["vs_zero_shot"] if z else None
                     cells.append(f"{z['mean']:.4f} (w {z['weight']}, {z['mean'] - e['zero-shot']:+.4f}"
@@ -697,7 +772,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                     test = r["vs_zero_shot"]
                     p = f", p {test['p_value']:.2g}" if test else ""
                     partial = f", {r['seeds']} of {len(meta['seeds'])} seeds" if r["seeds"] < len(meta["seeds"]) else ""
-                    cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} ({r['gain']:+.4f}{p}{partial})")
+                    w = f"w {r['weight']}, " if r.get("weight") is not None else ""
+                    cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} ({w}{r['gain']:+.4f}{p}{partial})")
                 else:
                     cells.append("not run")
             lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
@@ -708,6 +784,11 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 t = e["vs_best_peer"]
                 extra.append(f"{c}: synthrank vs {ROW_LABELS[e['best_peer']]} {t['delta']:+.4f} (p {t['p_value']:.2g})")
             for row, r in e["rows"].items():
+                if r.get("data") and not fusion_of(row):
+                    d = r["data"]
+                    minutes = f"{d['llm_minutes']:.1f} LLM-min" if d.get("llm_minutes") else "LLM time unknown"
+                    extra.append(f"{c}: {row_label(row)}'s data: {r['llm']} LLM calls, {minutes}, "
+                                 f"{d['passages']} passages, {d['groups']} groups")  # fmt: skip
                 if r.get("vs_synthrank"):
                     t = r["vs_synthrank"]
                     extra.append(f"{c}: {row_label(row)} vs the default recipe {t['delta']:+.4f} (p {t['p_value']:.2g})")
@@ -832,8 +913,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if data_variant(vname, variants) is None:
                     continue  # a training lever: no data of its own
                 for name in corpora:
+                    passages = variant_passages(overlay, CORPORA[name], budget, card)
+                    if passages is None:
+                        logger.error("%s/%s@%s: the default run's LLM calls are unknown; run its data first",
+                                     name, budget, vname)  # fmt: skip
+                        failed = True
+                        continue
                     failed |= not run_data(CORPORA[name], budget, args.work_dir, deep_merge(base, overlay), card,
-                                           synthrank_cmd, vname)  # fmt: skip
+                                           synthrank_cmd, vname, passages)  # fmt: skip
     if args.phase in ("rows", "all"):
         dtype = args.dtype or evaluation_dtype()
         cache: dict[str, Evaluator] = {}
