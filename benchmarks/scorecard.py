@@ -449,66 +449,40 @@ def evaluation_dtype() -> str:
 # ---------------------------------------------------------------------------------------------- BM25 fusion lever
 
 
-def zscore(values: Sequence[float]) -> list[float]:
-    mean = statistics.fmean(values)
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return [(v - mean) / std if std > 0 else 0.0 for v in values]
-
-
 def fuse_with_first_stage(first: dict[str, dict[str, float]], model: dict[str, dict[str, float]],
                           weight: float) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Per query: weight x z(first-stage score) + (1 - weight) x z(model score) over the reranked documents."""
-    out: dict[str, dict[str, float]] = {}
-    for qid, docs in model.items():
-        ids = sorted(docs)
-        a = zscore([first[qid].get(d, min(first[qid].values(), default=0.0)) for d in ids])
-        b = zscore([docs[d] for d in ids])
-        out[qid] = {d: weight * x + (1.0 - weight) * y for d, x, y in zip(ids, a, b, strict=True)}
-    return out
+    from synthrank.rerank.first_stage import fuse_with_first_stage as fuse
+
+    return fuse(first, model, weight)
 
 
 def pick_bm25_weight(folder: Path, corpus: dict[str, Any], scorer: Any) -> dict[str, Any]:
-    """The BM25 fusion weight of a run, picked on its own synthetic queries, never on an evaluation query.
+    """The BM25 fusion weights of a run, picked on its own synthetic queries, never on an evaluation query.
 
     The queries the judge kept (groups.jsonl; their positives as the relevant passages) are reranked over
     their mined BM25 top-k by the *untuned* zero-shot encoder, which none of them trained, so the weight is not
-    biased towards a model that saw these positives; the same weight then fuses every trained row.
+    biased towards a model that saw these positives; the same weights then fuse every trained row. ``weight`` is
+    the best on those queries, ``weight_1se`` the one-standard-error rule's choice
+    (:func:`synthrank.rerank.first_stage.pick_first_stage_weight`, what the product uses).
     """
     from synthrank.data import read_groups
-    from synthrank.evaluate import evaluate_run
     from synthrank.evaluate.pipeline import default_document_text
+    from synthrank.rerank.first_stage import pick_first_stage_weight
 
     relevant: dict[str, dict[str, int]] = {}
     for g in read_groups(folder / "groups.jsonl"):
         relevant.setdefault(g.query_id, {})[g.positive.doc_id] = 1
-    first: dict[str, dict[str, float]] = {}
-    texts: dict[str, str] = {}
+    candidates: dict[str, tuple[str, dict[str, float]]] = {}
     for line in (folder / "candidates.jsonl").read_text(encoding="utf-8").splitlines():
         rec = json.loads(line) if line.strip() else None
         if rec and rec["query_id"] in relevant:
-            first[rec["query_id"]] = {c["doc_id"]: float(c["score"]) for c in rec["candidates"] if c["doc_id"] in corpus}
-            texts[rec["query_id"]] = rec["query"]
-    pairs = [(q, d) for q, docs in first.items() for d in docs]
-    scores = scorer.score_pairs([texts[q] for q, _ in pairs], [default_document_text(corpus[d]) for _, d in pairs])
-    model: dict[str, dict[str, float]] = {}
-    for (q, d), v in zip(pairs, scores, strict=True):
-        model.setdefault(q, {})[d] = float(v)
-    qrels = {q: relevant[q] for q in first}
-    table: dict[str, float] = {}
-    per_query: dict[str, dict[str, float]] = {}
-    for tenth in range(11):
-        fused = fuse_with_first_stage(first, model, tenth / 10)
-        evaluation = evaluate_run(fused, qrels, ("nDCG@10",))
-        table[f"{tenth / 10:.1f}"] = evaluation.aggregate["nDCG@10"]
-        per_query[f"{tenth / 10:.1f}"] = evaluation.per_query["nDCG@10"]
-    best = max(table.values())
-    weight = float(min(k for k, v in table.items() if v >= best - 1e-12))  # ties: the least BM25
-    # one-standard-error rule (Breiman et al. 1984): the simplest choice, the least BM25, whose score is within one
-    # standard error of the best's; with a few lexical synthetic queries the best is a noisy, BM25-leaning pick
-    values = list(per_query[f"{weight:.1f}"].values())
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    weight_1se = float(min(k for k, v in table.items() if v >= best - se - 1e-12))
-    return {"weight": weight, "weight_1se": weight_1se, "se": se, "table": table, "queries": len(first)}
+            candidates[rec["query_id"]] = (
+                rec["query"], {c["doc_id"]: float(c["score"]) for c in rec["candidates"] if c["doc_id"] in corpus})
+    needed = {d for _, docs in candidates.values() for d in docs}
+    picked = pick_first_stage_weight(candidates, relevant, scorer,
+                                     {d: default_document_text(corpus[d]) for d in needed})  # fmt: skip
+    return {"weight": picked["best_weight"], "weight_1se": picked["weight"], "se": picked["se"],
+            "table": picked["table"], "queries": picked["queries"]}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- rows phase

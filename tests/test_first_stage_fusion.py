@@ -1,0 +1,66 @@
+"""Fusing a reranker with BM25's scores, and the one-standard-error rule that picks the weight on synthetic queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from synthrank.rerank.first_stage import fuse_with_first_stage, one_standard_error_weight, pick_first_stage_weight
+
+FIRST = {"q": {"a": 10.0, "b": 5.0, "c": 1.0}}
+MODEL = {"q": {"a": 0.1, "b": 0.2, "c": 0.9}}
+
+
+def order(run: dict[str, dict[str, float]]) -> list[str]:
+    return sorted(run["q"], key=lambda d: -run["q"][d])
+
+
+def test_the_weight_moves_the_ranking_from_the_model_to_the_first_stage() -> None:
+    assert order(fuse_with_first_stage(FIRST, MODEL, 0.0)) == ["c", "b", "a"]
+    assert order(fuse_with_first_stage(FIRST, MODEL, 1.0)) == ["a", "b", "c"]
+    fused = fuse_with_first_stage(FIRST, MODEL, 0.5)["q"]
+    assert fused["b"] == pytest.approx(0.5 * (5 - 16 / 3) / np.std([10, 5, 1]) + 0.5 * (0.2 - 0.4) / np.std([0.1, 0.2, 0.9]))
+    # a document the first stage never scored counts as its lowest
+    assert fuse_with_first_stage({"q": {"a": 3.0, "b": 1.0}}, {"q": {"a": 0.0, "b": 0.0, "z": 0.0}}, 1.0)["q"]["z"] == (
+        pytest.approx(fuse_with_first_stage({"q": {"a": 3.0, "b": 1.0}}, {"q": {"a": 0.0, "b": 0.0, "z": 0.0}}, 1.0)["q"]["b"])
+    )
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fuse_with_first_stage(FIRST, MODEL, 1.5)
+
+
+def test_the_rule_takes_the_least_first_stage_weight_within_one_standard_error_of_the_best() -> None:
+    noisy_best = {f"q{i}": v for i, v in enumerate([1.0, 1.0, 1.0, 0.0])}  # mean 0.75, SE 0.25
+    per_query = {
+        0.0: {f"q{i}": v for i, v in enumerate([1.0, 1.0, 0.0, 0.0])},  # 0.50: exactly one SE below
+        0.5: {f"q{i}": v for i, v in enumerate([1.0, 0.0, 0.0, 0.0])},
+        1.0: noisy_best,
+    }
+    picked = one_standard_error_weight(per_query)
+    assert picked["best_weight"] == 1.0 and picked["se"] == pytest.approx(0.25) and picked["weight"] == 0.0
+    assert picked["table"] == {"0.0": 0.5, "0.5": 0.25, "1.0": 0.75}
+    # a certain best (no spread over queries) is kept; ties go to the least first stage
+    certain = {0.2: {"a": 1.0, "b": 1.0}, 0.6: {"a": 1.0, "b": 1.0}, 0.0: {"a": 0.5, "b": 0.5}}
+    assert one_standard_error_weight(certain)["weight"] == 0.2 == one_standard_error_weight(certain)["best_weight"]
+    with pytest.raises(ValueError):
+        one_standard_error_weight({})
+
+
+class WordOverlap:
+    """A deterministic stand-in for a model: shared words between query and passage."""
+
+    def score_pairs(self, queries: Sequence[str], documents: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        return np.array([len(set(q.split()) & set(d.split())) for q, d in zip(queries, documents, strict=True)], float)
+
+
+def test_the_weight_is_picked_on_the_synthetic_queries_it_is_given() -> None:
+    texts = {"src": "tides moon gravity bulge", "x": "volcano magma", "y": "tides harbour boats"}
+    # BM25 puts the wrong passage first; the model (word overlap) finds the source: the model alone is best
+    candidates = {"q1": ("why moon tides gravity", {"y": 9.0, "src": 3.0, "x": 1.0}),
+                  "q2": ("no relevant passage here", {"x": 1.0}), "q3": ("empty", {})}  # fmt: skip
+    relevant = {"q1": {"src": 1}, "q2": {}, "q3": {"src": 1}}
+    picked = pick_first_stage_weight(candidates, relevant, WordOverlap(), texts)
+    assert picked["queries"] == 1 and picked["weight"] == 0.0 and picked["table"]["1.0"] < picked["table"]["0.0"]
+    with pytest.raises(ValueError, match="no query"):
+        pick_first_stage_weight({"q2": candidates["q2"]}, relevant, WordOverlap(), texts)
