@@ -15,6 +15,7 @@ from haystack.utils import ComponentDevice
 
 from synthrank.errors import DataError
 from synthrank.rerank.base import PairScorer
+from synthrank.rerank.fusion import fuse_scores
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class SynthRankRanker:
         kind: str = "auto",
         fuse_with: str | None = None,
         fusion_weight: float = 0.0,
+        first_stage_weight: float = 0.0,
     ) -> None:
         """
         Create the ranker; nothing is loaded until :meth:`warm_up`.
@@ -155,8 +157,12 @@ class SynthRankRanker:
             z-scored scores are mixed in with weight ``fusion_weight`` (``synthrank run`` reports the weight it
             picked on held-out synthetic data in ``evaluation.json``); scores are then z-score sums.
         :param fusion_weight: the second model's weight in [0, 1].
+        :param first_stage_weight: each input document's own ``score`` (e.g. from a BM25 retriever) mixed in by
+            per-query z-scores with this weight in [0, 1]: ``w x z(score) + (1 - w) x z(model)``; scores are then
+            z-score sums. Pick it on synthetic queries, not test queries
+            (:func:`synthrank.rerank.first_stage.pick_first_stage_weight`, the one-standard-error rule).
         :raises ValueError: if ``top_k``, ``batch_size`` or ``calibration_factor`` is not positive, or
-            ``fusion_weight`` is outside [0, 1].
+            ``fusion_weight`` or ``first_stage_weight`` is outside [0, 1].
         """
         if top_k <= 0:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
@@ -164,6 +170,8 @@ class SynthRankRanker:
             raise ValueError(f"batch_size must be > 0, but got {batch_size}")
         if not 0.0 <= fusion_weight <= 1.0:
             raise ValueError(f"fusion_weight must lie in [0, 1], but got {fusion_weight}")
+        if not 0.0 <= first_stage_weight <= 1.0:
+            raise ValueError(f"first_stage_weight must lie in [0, 1], but got {first_stage_weight}")
         if calibration_factor is not None and not calibration_factor > 0:
             raise ValueError(f"calibration_factor must be > 0 (or None), but got {calibration_factor}")
         self.model = str(model)
@@ -181,6 +189,7 @@ class SynthRankRanker:
         self.kind = kind
         self.fuse_with = fuse_with
         self.fusion_weight = fusion_weight
+        self.first_stage_weight = first_stage_weight
         self._scorer: PairScorer | None = None
 
     def warm_up(self) -> None:
@@ -223,6 +232,7 @@ class SynthRankRanker:
             kind=self.kind,
             fuse_with=self.fuse_with,
             fusion_weight=self.fusion_weight,
+            first_stage_weight=self.first_stage_weight,
         )
 
     @classmethod
@@ -276,6 +286,13 @@ class SynthRankRanker:
                 f"SynthRankRanker: {len(empty)} document(s) have no content to score, e.g. ids {empty[:5]}",
                 field="content",
             )
+        unscored = [d.id for d in unique if d.score is None or not math.isfinite(d.score)]
+        if self.first_stage_weight and unscored:
+            raise DataError(
+                f"SynthRankRanker: first_stage_weight needs each document's retriever score; {len(unscored)} have "
+                f"none, e.g. ids {unscored[:5]}",
+                field="score",
+            )
         self.warm_up()
         assert self._scorer is not None
         queries = [self.query_prefix + query] * len(unique)
@@ -284,8 +301,14 @@ class SynthRankRanker:
         )
         if scores.shape != (len(unique),):
             raise ValueError(f"the scorer returned {scores.shape} scores for {len(unique)} documents")
+        scale = getattr(self._scorer, "score_scale", "logit")
+        if self.first_stage_weight:
+            w = self.first_stage_weight
+            first = np.array([d.score for d in unique], dtype=np.float64)
+            scores = fuse_scores(queries, [scores, first], [1.0 - w, w]).astype(np.float64)
+            scale = "logit"  # a z-score sum, as a fused model's
         if scale_score:
-            scores = scale_scores(scores, getattr(self._scorer, "score_scale", "logit"), self.calibration_factor)
+            scores = scale_scores(scores, scale, self.calibration_factor)
         ranked = [replace(d, score=float(s)) for d, s in zip(unique, scores, strict=True)]
         ranked.sort(key=lambda d: -(d.score if d.score is not None else -math.inf))
         if score_threshold is not None:

@@ -12,6 +12,7 @@ import pyterrier as pt
 
 from pyterrier_synthrank.frames import document_texts, query_texts
 from synthrank.rerank.base import PairScorer
+from synthrank.rerank.fusion import fuse_scores
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class SynthReranker(pt.Transformer):
             z-scores with weight ``fusion_weight`` (``synthrank run`` writes the weight it picked on held-out
             synthetic data to ``evaluation.json``); for a model given by name.
         fusion_weight: the second model's weight in [0, 1].
+        first_stage_weight: the input frame's own ``score`` (e.g. BM25's) mixed in by per-query z-scores with
+            this weight in [0, 1]: ``w x z(score) + (1 - w) x z(model)``. Pick it on synthetic queries, not on
+            test queries: :func:`synthrank.rerank.first_stage.pick_first_stage_weight` (the scorecard's
+            one-standard-error rule).
 
     Example:
         >>> reranker = SynthReranker("runs/medquad/model", batch_size=64)
@@ -87,9 +92,13 @@ class SynthReranker(pt.Transformer):
         max_length: int | None = None,
         fuse_with: str | Path | None = None,
         fusion_weight: float = 0.0,
+        first_stage_weight: float = 0.0,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        if not 0.0 <= first_stage_weight <= 1.0:
+            raise ValueError(f"first_stage_weight must lie in [0, 1], got {first_stage_weight}")
+        self.first_stage_weight = float(first_stage_weight)
         self.batch_size = batch_size
         self.text_field = text_field
         self.verbose = verbose
@@ -118,11 +127,15 @@ class SynthReranker(pt.Transformer):
     def __repr__(self) -> str:
         return (
             f"SynthReranker({self.model_name!r}, batch_size={self.batch_size}, text_field={self.text_field!r}, "
-            f"device={self.device!r})"
+            f"device={self.device!r}"
+            + (f", first_stage_weight={self.first_stage_weight}" if self.first_stage_weight else "")
+            + ")"
         )
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        pt.validate.result_frame(inp, extra_columns=["query", self.text_field])
+        extra = ["query", self.text_field] + (["score"] if self.first_stage_weight else [])
+        pt.validate.result_frame(inp, extra_columns=extra)
+        first_stage = inp["score"].to_numpy(dtype=np.float64) if self.first_stage_weight else None
         out = inp.drop(columns=["score", "rank"], errors="ignore").reset_index(drop=True)
         if len(out) == 0:
             out["score"] = pd.Series(dtype="float64")
@@ -134,5 +147,11 @@ class SynthReranker(pt.Transformer):
         scores = np.asarray(self.scorer.score_pairs(queries, texts, show_progress=self.verbose), dtype=np.float64)
         if scores.shape != (len(out),):
             raise ValueError(f"{who}: the scorer returned {scores.shape} scores for {len(out)} pairs")
+        if first_stage is not None:
+            if not np.isfinite(first_stage).all():
+                raise ValueError(f"{who}: first_stage_weight needs a numeric 'score' on every row")
+            w = self.first_stage_weight
+            qids = out["qid"].astype(str).tolist()
+            scores = fuse_scores(qids, [scores, first_stage], [1.0 - w, w]).astype(np.float64)
         out["score"] = scores
         return pt.model.add_ranks(out)

@@ -72,6 +72,7 @@ def test_to_dict_defaults() -> None:
             "kind": "auto",
             "fuse_with": None,
             "fusion_weight": 0.0,
+            "first_stage_weight": 0.0,
         },
     }
 
@@ -93,6 +94,7 @@ def test_to_dict_from_dict_round_trip_with_every_parameter() -> None:
         kind="cross-encoder",
         fuse_with="minilm",
         fusion_weight=0.3,
+        first_stage_weight=0.4,
     )
     data = ranker.to_dict()
     assert data == {
@@ -113,6 +115,7 @@ def test_to_dict_from_dict_round_trip_with_every_parameter() -> None:
             "kind": "cross-encoder",
             "fuse_with": "minilm",
             "fusion_weight": 0.3,
+            "first_stage_weight": 0.4,
         },
     }
     again = SynthRankRanker.from_dict(data)
@@ -327,3 +330,23 @@ def test_a_fresh_process_loads_with_allowed_modules_without_importing_the_packag
         "print(type(p.get_component('ranker')).__name__)\n"
     )
     assert _load_in_a_fresh_process(code) == ["SynthRankRanker"]
+
+
+def test_first_stage_weight_fuses_the_retrievers_scores_as_the_core_does(scorer: OverlapScorer) -> None:
+    from dataclasses import replace
+
+    from synthrank.rerank.first_stage import fuse_with_first_stage
+
+    docs = [replace(d, score=s) for d, s in zip(_docs(), [1.0, 9.0, 0.5], strict=True)]  # BM25 prefers "b"
+    query = "optic nerve damage"
+    raw = OverlapScorer().score_pairs([query] * 3, [d.content or "" for d in docs])
+    model = {"q": {d.id: float(r) for d, r in zip(docs, raw, strict=True)}}
+    expected = fuse_with_first_stage({"q": {d.id: float(d.score or 0.0) for d in docs}}, model, 0.3)
+    out = SynthRankRanker(model="runs/m", first_stage_weight=0.3, scale_score=False).run(query=query, documents=docs)
+    assert {d.id: d.score for d in out["documents"]} == pytest.approx(expected["q"], abs=1e-6)
+    top = SynthRankRanker(model="runs/m", first_stage_weight=1.0).run(query=query, documents=docs)["documents"][0]
+    assert top.id == "b" and top.score is not None and 0.0 < top.score < 1.0  # the retriever's order back, a z-score sum scaled by a sigmoid
+    with pytest.raises(DataError, match=r"retriever score.*'a'"):
+        SynthRankRanker(model="runs/m", first_stage_weight=0.3).run(query=query, documents=_docs())
+    with pytest.raises(ValueError, match="first_stage_weight"):
+        SynthRankRanker(model="runs/m", first_stage_weight=-0.1)

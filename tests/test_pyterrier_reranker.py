@@ -171,3 +171,27 @@ def test_artifact_rejects_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"without config\.json: not a Hugging Face model directory"):
         SynthReranker(tmp_path)
+
+
+def test_first_stage_weight_fuses_the_input_score_as_the_core_does() -> None:
+    from synthrank.rerank.first_stage import fuse_with_first_stage
+
+    inp = _results()
+    model = OverlapScorer().score_pairs(inp["query"].tolist(), inp["text"].tolist())
+    out = SynthReranker(OverlapScorer(), first_stage_weight=0.3).transform(inp)
+    runs = {"first": {}, "model": {}}  # type: dict[str, dict[str, dict[str, float]]]
+    for (qid, docno, bm25), s in zip(inp[["qid", "docno", "score"]].itertuples(index=False), model, strict=True):
+        runs["first"].setdefault(qid, {})[docno] = bm25
+        runs["model"].setdefault(qid, {})[docno] = float(s)
+    expected = fuse_with_first_stage(runs["first"], runs["model"], 0.3)
+    assert out["score"].tolist() == pytest.approx([expected[q][d] for q, d in zip(out.qid, out.docno, strict=True)], abs=1e-6)
+    # all first stage: BM25's own order back; the model's "c" first otherwise
+    q1 = SynthReranker(OverlapScorer(), first_stage_weight=1.0).transform(inp).query("qid == '1'").sort_values("rank")
+    assert q1["docno"].tolist() == ["a", "b", "c"]
+    assert "first_stage_weight=0.3" in repr(SynthReranker(OverlapScorer(), first_stage_weight=0.3))
+    with pytest.raises(pt.validate.InputValidationError, match="score"):
+        SynthReranker(OverlapScorer(), first_stage_weight=0.3).transform(inp.drop(columns=["score"]))
+    with pytest.raises(ValueError, match="numeric 'score'"):
+        SynthReranker(OverlapScorer(), first_stage_weight=0.3).transform(inp.assign(score=[1.0, float("nan"), 2.0, 3.0]))
+    with pytest.raises(ValueError, match="first_stage_weight"):
+        SynthReranker(OverlapScorer(), first_stage_weight=1.5)
