@@ -99,13 +99,23 @@ def test_run_end_to_end_then_everything_is_skipped(tmp_path: Path, llama_server:
     names = [s["name"] for s in evaluation["systems"]]
     assert names[:3] == ["bm25", "zero-shot bi-encoder", "synthrank"]
     # the fused row exists exactly when held-out synthetic groups could pick its weight
-    assert names[3:] == ["synthrank + zero-shot (fused)"] and 0.0 <= evaluated["fusion"]["weight"] <= 1.0
+    assert names[3:] == ["synthrank + zero-shot (fused)", "synthrank + BM25 (fused)"]
+    assert 0.0 <= evaluated["fusion"]["weight"] <= 1.0
+    # BM25's weight: picked on the kept synthetic queries (one-standard-error rule), never above the best weight
+    picked = evaluated["first_stage_fusion"]
+    assert 0.0 <= picked["weight"] <= picked["best_weight"] <= 1.0 and picked["queries"] >= 1
+    assert len(picked["table"]) == 11 and picked["table"][f"{picked['weight']:.1f}"] >= (
+        max(picked["table"].values()) - picked["se"] - 1e-9
+    )
+    by_name = {s["name"]: s for s in evaluation["systems"]}
+    assert by_name["synthrank + BM25 (fused)"]["seconds"] == by_name["synthrank"]["seconds"]  # a re-sort, no model
     if "fusion" in evaluated:  # its cost is both models' (their scores are computed once and shared)
         seconds = {s["name"]: s["seconds_per_query"] for s in evaluation["systems"]}
         assert seconds["synthrank + zero-shot (fused)"] >= seconds["synthrank"] + seconds["zero-shot bi-encoder"]
     assert {(s["system"], s["baseline"]) for s in evaluation["significance"]} >= {
         ("synthrank", "bm25"),
         ("synthrank", "zero-shot bi-encoder"),
+        ("synthrank + BM25 (fused)", "zero-shot bi-encoder"),
     }
     assert evaluation["systems"][0]["num_queries"] == 12
     report = (out / "report.md").read_text()

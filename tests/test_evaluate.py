@@ -65,6 +65,24 @@ def test_evaluate_systems_reranks_top_k(tiny_beir: Path) -> None:
     assert set(payload["per_query"]["bm25"]["nDCG@10"]) == {"q1", "q2", "q3"}
 
 
+def test_a_first_stage_fusion_row_is_the_rerankers_run_fused_with_bm25s(tiny_beir: Path) -> None:
+    from synthrank.rerank.first_stage import fuse_with_first_stage
+
+    ds = load_dataset(tiny_beir)
+    bm25 = InMemoryBM25()
+    bm25.index(ds.corpus.values())
+    fusions = {"longest + BM25": ("longest", 0.4), "all BM25": ("longest", 1.0)}
+    report = evaluate_systems(ds, bm25, {"longest": ReverseScorer()}, top_k=3, first_stage_fusions=fusions)
+    by_name = {s.name: s for s in report.systems}
+    assert list(by_name) == ["bm25", "longest", "longest + BM25", "all BM25"]
+    assert by_name["longest + BM25"].run == fuse_with_first_stage(by_name["bm25"].run, by_name["longest"].run, 0.4)
+    assert by_name["all BM25"].evaluation.per_query == by_name["bm25"].evaluation.per_query  # BM25's order back
+    assert by_name["longest + BM25"].seconds == by_name["longest"].seconds
+    assert {(t["system"], t["baseline"]) for t in report.significance} >= {("longest + BM25", "bm25")}
+    with pytest.raises(ValueError, match="no reranker 'nope'"):
+        evaluate_systems(ds, bm25, {"longest": ReverseScorer()}, top_k=3, first_stage_fusions={"x": ("nope", 0.5)})
+
+
 def test_trec_run_round_trip(tmp_path: Path) -> None:
     run = {"q1": {"a": 1.5, "b": 2.5}}
     write_trec_run(tmp_path / "r.trec", run)

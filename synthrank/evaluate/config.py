@@ -30,6 +30,9 @@ class EvaluateConfig:
             ``llm-judge`` (the LLM itself as a reranker: slow, on ``llm_judge_max_queries`` queries).
         zero_shot_model: the untuned encoder of the ``zero-shot`` row.
         fusion: add a row fusing the trained model with the zero-shot one (weight picked on held-out synthetic groups).
+        first_stage_fusion: add a row fusing the trained model with BM25's own scores, the weight picked on the
+            run's kept synthetic queries by the one-standard-error rule
+            (:func:`~synthrank.rerank.first_stage.pick_first_stage_weight`); serve it with ``first_stage_weight``.
         llm_judge_max_queries: queries the LLM judge reranks.
         llm_judge_top_k: BM25 depth the judge (and, on its subset, every system) reranks; ``None``: ``top_k``.
         batch_size: pairs per forward pass.
@@ -44,6 +47,7 @@ class EvaluateConfig:
     baselines: list[str] = field(default_factory=lambda: ["bm25", "zero-shot"])
     zero_shot_model: str = "minilm"
     fusion: bool = True
+    first_stage_fusion: bool = True
     llm_judge_max_queries: int = 50
     llm_judge_top_k: int | None = None
     batch_size: int = 64

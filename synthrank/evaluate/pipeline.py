@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,9 +125,13 @@ def evaluate_systems(
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     first_stage_name: str = "bm25",
     compare_to: Sequence[str] = (),
+    first_stage_fusions: Mapping[str, tuple[str, float]] | None = None,
     show_progress: bool = False,
 ) -> EvaluationReport:
     """Evaluate the first stage and each reranker over its top-k, with paired t-tests against the first stage.
+
+    ``first_stage_fusions`` adds rows ``{name: (reranker name, weight)}``: that reranker's scores fused with the
+    first stage's own (:func:`~synthrank.rerank.first_stage.fuse_with_first_stage`), costing the reranker's time.
 
     ``compare_to`` names systems (e.g. the zero-shot baseline, another trained model) that every other
     reranker is also tested against, per query and paired. With fewer than two judged queries no test
@@ -174,6 +178,17 @@ def evaluate_systems(
         report.systems.append(result)
         add_tests(result, base)
     by_name = {r.name: r for r in report.systems}
+    for name, (reranker, weight) in (first_stage_fusions or {}).items():
+        if reranker not in by_name or name in by_name:
+            raise ValueError(f"first-stage fusion {name!r}: no reranker {reranker!r}, or the name is taken")
+        from synthrank.rerank.first_stage import fuse_with_first_stage
+
+        fused = fuse_with_first_stage(run, by_name[reranker].run, weight)
+        result = SystemResult(name, fused, evaluate_run(fused, dataset.qrels, metrics), by_name[reranker].seconds,
+                              len(run))  # fmt: skip
+        report.systems.append(result)
+        by_name[name] = result
+        add_tests(result, base)
     for baseline in dict.fromkeys(compare_to):
         if baseline == first_stage_name:
             continue  # every reranker is tested against the first stage already

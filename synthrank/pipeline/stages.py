@@ -326,8 +326,10 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
             [scorers["synthrank"], scorers["zero-shot bi-encoder"]], fusion["weights"], ["synthrank", "zero-shot"]
         )
     baselines = ["zero-shot bi-encoder"] if "zero-shot bi-encoder" in scorers else []
+    first_stage = _pick_first_stage_weight(run, ctx, dtype) if e["first_stage_fusion"] else None
+    fusions = {FIRST_STAGE_FUSED_NAME: ("synthrank", first_stage["weight"])} if first_stage else {}
     report = evaluate_systems(dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], compare_to=baselines,
-                              show_progress=run.show_progress)  # fmt: skip
+                              first_stage_fusions=fusions, show_progress=run.show_progress)  # fmt: skip
     if fusion is not None:
         # the fused row re-read both models' remembered scores: its real cost is both models' time
         by_name = {r.name: r for r in report.systems}
@@ -335,6 +337,8 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     result: dict[str, Any] = {"main": report.to_json(per_query=True), "dtype": dtype}
     if fusion is not None:
         result["fusion"] = fusion
+    if first_stage is not None:
+        result["first_stage_fusion"] = first_stage
     tables = [format_table(report)]
     if "llm-judge" in e["baselines"]:
         judged = subsample_queries(dataset, e["llm_judge_max_queries"], seed=1)
@@ -357,10 +361,43 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     systems = {s["name"]: s["metrics"] for s in result["main"]["systems"]}
     return {"dataset": dataset.name, "split": e["split"], "queries": len(dataset.judged_queries()), "systems": systems,
             "significance": [s for s in result["main"]["significance"] if s.get("metric") == "nDCG@10"],
-            **({"fusion": {k: fusion[k] for k in ("weight", "metric")}} if fusion else {})}  # fmt: skip
+            **({"fusion": {k: fusion[k] for k in ("weight", "metric")}} if fusion else {}),
+            **({"first_stage_fusion": {k: first_stage[k] for k in ("weight", "best_weight", "queries")}}
+               if first_stage else {})}  # fmt: skip
 
 
 FUSED_NAME = "synthrank + zero-shot (fused)"
+FIRST_STAGE_FUSED_NAME = "synthrank + BM25 (fused)"
+
+
+def _pick_first_stage_weight(run: RunContext, ctx: StepContext, dtype: str) -> dict[str, Any] | None:
+    """BM25's fusion weight, picked on the run's kept synthetic queries (their mined BM25 candidates, scored by the
+    untuned encoder that none of them trained) by the one-standard-error rule; never on an evaluation query."""
+    from synthrank.data.jsonl import iter_jsonl
+    from synthrank.evaluate.pipeline import default_document_text
+    from synthrank.rerank import BiEncoderScorer
+    from synthrank.rerank.first_stage import pick_first_stage_weight
+
+    e = run.config["evaluate"]
+    relevant: dict[str, dict[str, int]] = {}
+    for g in read_groups(ctx.path("groups.jsonl")) if ctx.path("groups.jsonl").exists() else []:
+        relevant.setdefault(g.query_id, {})[g.positive.doc_id] = 1
+    candidates: dict[str, tuple[str, dict[str, float]]] = {}
+    path = ctx.path("candidates.jsonl")
+    for _, rec in iter_jsonl(path) if path.exists() else iter(()):
+        docs = {str(c["doc_id"]): float(c["score"]) for c in rec.get("candidates") or []
+                if c.get("score") is not None and str(c["doc_id"]) in run.dataset.corpus}  # fmt: skip
+        if str(rec.get("query_id")) in relevant and docs:
+            candidates[str(rec["query_id"])] = (str(rec["query"]), docs)
+    if not candidates:
+        logger.warning("no BM25 fusion row: no kept synthetic query with mined candidates to pick its weight on")
+        return None
+    texts = {d: default_document_text(run.dataset.corpus[d]) for _, docs in candidates.values() for d in docs}
+    scorer = BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"], dtype=dtype)
+    picked = pick_first_stage_weight(candidates, relevant, scorer, texts, show_progress=run.show_progress)
+    logger.info("BM25 fusion weight %.1f (one-standard-error rule; best %.1f) on %d synthetic queries",
+                picked["weight"], picked["best_weight"], picked["queries"])  # fmt: skip
+    return picked
 
 
 def _mine_without_denoiser(run: RunContext, ctx: StepContext, query_ids: set[str]) -> list[TrainingGroup]:
@@ -434,6 +471,12 @@ def _generate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _evaluate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluate settings; ``first_stage_fusion`` at its default is left out, so a folder evaluated before the
+    BM25 fusion row existed is not evaluated again (its report lacks that row)."""
+    return {k: v for k, v in section.items() if not (k == "first_stage_fusion" and v is True)}
+
+
 def build_steps(run: RunContext) -> list[Step]:
     """The steps in order, each with the settings that decide its result as its fingerprint."""
     cfg = run.config
@@ -449,6 +492,6 @@ def build_steps(run: RunContext) -> list[Step]:
              {"llm": _llm_identity(cfg), "label": cfg["label"]}, scratch=["label_stats.json"]),
         Step("train", ["train_summary.json"], lambda c: run_train(run, c), {"train": _train_fingerprint(cfg["train"])},
              scratch=["train", "dev_groups.jsonl"]),
-        Step("evaluate", ["evaluation.json"], lambda c: run_evaluate(run, c), {"evaluate": cfg["evaluate"]},
+        Step("evaluate", ["evaluation.json"], lambda c: run_evaluate(run, c), {"evaluate": _evaluate_fingerprint(cfg["evaluate"])},
              scratch=["evaluation.txt"]),
     ]  # fmt: skip
