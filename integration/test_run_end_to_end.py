@@ -120,6 +120,7 @@ def test_run_end_to_end_then_everything_is_skipped(tmp_path: Path, llama_server:
     assert evaluation["systems"][0]["num_queries"] == 12
     report = (out / "report.md").read_text()
     assert "| generate | ran |" in report and "| synthrank |" in report
+    assert f"first_stage_weight={picked['weight']:.1f}" in report and "| synthrank + BM25 (fused) |" in report
     assert _marker(out, "generate")["summary"]["usage"]["calls"] > 0
     assert _marker(out, "label")["summary"]["usage"]["calls"] > 0
     # the same command again: every step complete, nothing recomputed, no LLM call

@@ -142,6 +142,7 @@ def test_report_lists_steps_usage_and_evaluation(tmp_path: Path) -> None:
         "significance": [{"system": "synthrank", "baseline": "bm25", "metric": "nDCG@10", "delta": 0.1,
                           "p_value": 0.001}]},
         "fusion": {"weight": 0.3, "weights": [0.7, 0.3], "metric": "nDCG@10", "dev_groups": 40},
+        "first_stage_fusion": {"weight": 0.2, "best_weight": 0.6, "se": 0.03, "queries": 25, "table": {}},
         "llm_judge_subset": {
             "dataset": "medquad", "split": "test", "top_k": 10,
             "systems": [{"name": "llm judge", "metrics": {"nDCG@10": 0.62}, "seconds_per_query": 13.4}],
@@ -156,6 +157,8 @@ def test_report_lists_steps_usage_and_evaluation(tmp_path: Path) -> None:
     assert "| generate | ran | 10.0 | 12 | 3 | 100 | 50 |" in report
     assert "| synthrank | 0.7000 | 0.0500 |" in report and "| synthrank | bm25 | 0.1000 | 0.0010 |" in report
     assert "weighs the zero-shot model 0.3 and the trained model 0.7" in report and "40 held-out" in report
+    assert "BM25's z-scores 0.2 and the trained model's 0.8" in report and "best (0.6) on 25 kept" in report
+    assert "`first_stage_weight=0.2`" in report
     assert "133 calls, 367 cache hits. Without the cache the judge costs 5.07 s per judgment, 50.7 s per query at top-10" in report
     totals = json.loads((tmp_path / "usage.json").read_text())["total"]
     assert totals["calls"] == 12 and totals["cache_hits"] == 3

@@ -79,6 +79,13 @@ def _evaluation_section(output_dir: Path) -> list[str]:
             lines += ["", f"The fused row weighs the zero-shot model {fusion['weight']:.1f} and the trained model "
                       f"{1 - fusion['weight']:.1f} (per-query z-scores), the weight that ranked the "
                       f"{fusion.get('dev_groups', '?')} held-out synthetic groups best by {fusion['metric']}."]  # fmt: skip
+        first_stage = data.get("first_stage_fusion") if not title else None
+        if first_stage:
+            lines += ["", f"The BM25-fused row weighs BM25's z-scores {first_stage['weight']:.1f} and the trained "
+                      f"model's {1 - first_stage['weight']:.1f}: the least BM25 weight within one standard error of "
+                      f"the best ({first_stage['best_weight']:.1f}) on {first_stage['queries']} kept synthetic queries. "
+                      f"Serve it with `first_stage_weight={first_stage['weight']:.1f}` (SynthReranker, "
+                      "SynthRankRanker)."]  # fmt: skip
         if "usage" in part:
             lines += [
                 "",
