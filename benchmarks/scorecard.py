@@ -430,6 +430,7 @@ class Evaluator:
     def fused_with_bm25(self, ranking: dict[str, dict[str, float]], weight: float) -> dict[str, Any]:
         """The cell of ``weight`` x z(BM25) + (1 - weight) x z(model) per query over the same top-k."""
         from synthrank.evaluate import evaluate_run
+        from synthrank.rerank.first_stage import fuse_with_first_stage
 
         fused = fuse_with_first_stage(self.first_stage, ranking, weight)
         return {**self.cell(evaluate_run(fused, self.dataset.qrels, self.metrics), 0.0), "bm25_weight": weight}
@@ -449,13 +450,6 @@ def evaluation_dtype() -> str:
 # ---------------------------------------------------------------------------------------------- BM25 fusion lever
 
 
-def fuse_with_first_stage(first: dict[str, dict[str, float]], model: dict[str, dict[str, float]],
-                          weight: float) -> dict[str, dict[str, float]]:  # fmt: skip
-    from synthrank.rerank.first_stage import fuse_with_first_stage as fuse
-
-    return fuse(first, model, weight)
-
-
 def pick_bm25_weight(folder: Path, corpus: dict[str, Any], scorer: Any) -> dict[str, Any]:
     """The BM25 fusion weights of a run, picked on its own synthetic queries, never on an evaluation query.
 
@@ -465,22 +459,10 @@ def pick_bm25_weight(folder: Path, corpus: dict[str, Any], scorer: Any) -> dict[
     the best on those queries, ``weight_1se`` the one-standard-error rule's choice
     (:func:`synthrank.rerank.first_stage.pick_first_stage_weight`, what the product uses).
     """
-    from synthrank.data import read_groups
-    from synthrank.evaluate.pipeline import default_document_text
-    from synthrank.rerank.first_stage import pick_first_stage_weight
+    from synthrank.rerank.first_stage import pick_first_stage_weight, synthetic_queries_of_run
 
-    relevant: dict[str, dict[str, int]] = {}
-    for g in read_groups(folder / "groups.jsonl"):
-        relevant.setdefault(g.query_id, {})[g.positive.doc_id] = 1
-    candidates: dict[str, tuple[str, dict[str, float]]] = {}
-    for line in (folder / "candidates.jsonl").read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line) if line.strip() else None
-        if rec and rec["query_id"] in relevant:
-            candidates[rec["query_id"]] = (
-                rec["query"], {c["doc_id"]: float(c["score"]) for c in rec["candidates"] if c["doc_id"] in corpus})
-    needed = {d for _, docs in candidates.values() for d in docs}
-    picked = pick_first_stage_weight(candidates, relevant, scorer,
-                                     {d: default_document_text(corpus[d]) for d in needed})  # fmt: skip
+    candidates, relevant, texts = synthetic_queries_of_run(folder, corpus)
+    picked = pick_first_stage_weight(candidates, relevant, scorer, texts)
     return {"weight": picked["best_weight"], "weight_1se": picked["weight"], "se": picked["se"],
             "table": picked["table"], "queries": picked["queries"]}  # fmt: skip
 

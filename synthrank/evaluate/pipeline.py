@@ -178,11 +178,11 @@ def evaluate_systems(
         report.systems.append(result)
         add_tests(result, base)
     by_name = {r.name: r for r in report.systems}
+    from synthrank.rerank.first_stage import fuse_with_first_stage
+
     for name, (reranker, weight) in (first_stage_fusions or {}).items():
         if reranker not in by_name or name in by_name:
             raise ValueError(f"first-stage fusion {name!r}: no reranker {reranker!r}, or the name is taken")
-        from synthrank.rerank.first_stage import fuse_with_first_stage
-
         fused = fuse_with_first_stage(run, by_name[reranker].run, weight)
         result = SystemResult(name, fused, evaluate_run(fused, dataset.qrels, metrics), by_name[reranker].seconds,
                               len(run))  # fmt: skip

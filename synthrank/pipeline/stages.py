@@ -326,7 +326,11 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
             [scorers["synthrank"], scorers["zero-shot bi-encoder"]], fusion["weights"], ["synthrank", "zero-shot"]
         )
     baselines = ["zero-shot bi-encoder"] if "zero-shot bi-encoder" in scorers else []
-    first_stage = _pick_first_stage_weight(run, ctx, dtype) if e["first_stage_fusion"] else None
+    # the zero-shot row's scorer when there is one: the same untuned encoder, loaded once
+    zero_shot = scorers.get("zero-shot bi-encoder") or BiEncoderScorer(
+        e["zero_shot_model"], batch_size=e["batch_size"], dtype=dtype
+    )
+    first_stage = _pick_first_stage_weight(run, ctx, zero_shot) if e["first_stage_fusion"] else None
     fusions = {FIRST_STAGE_FUSED_NAME: ("synthrank", first_stage["weight"])} if first_stage else {}
     report = evaluate_systems(dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], compare_to=baselines,
                               first_stage_fusions=fusions, show_progress=run.show_progress)  # fmt: skip
@@ -370,31 +374,16 @@ FUSED_NAME = "synthrank + zero-shot (fused)"
 FIRST_STAGE_FUSED_NAME = "synthrank + BM25 (fused)"
 
 
-def _pick_first_stage_weight(run: RunContext, ctx: StepContext, dtype: str) -> dict[str, Any] | None:
+def _pick_first_stage_weight(run: RunContext, ctx: StepContext, zero_shot: Any) -> dict[str, Any] | None:
     """BM25's fusion weight, picked on the run's kept synthetic queries (their mined BM25 candidates, scored by the
     untuned encoder that none of them trained) by the one-standard-error rule; never on an evaluation query."""
-    from synthrank.data.jsonl import iter_jsonl
-    from synthrank.evaluate.pipeline import default_document_text
-    from synthrank.rerank import BiEncoderScorer
-    from synthrank.rerank.first_stage import pick_first_stage_weight
+    from synthrank.rerank.first_stage import pick_first_stage_weight, synthetic_queries_of_run
 
-    e = run.config["evaluate"]
-    relevant: dict[str, dict[str, int]] = {}
-    for g in read_groups(ctx.path("groups.jsonl")) if ctx.path("groups.jsonl").exists() else []:
-        relevant.setdefault(g.query_id, {})[g.positive.doc_id] = 1
-    candidates: dict[str, tuple[str, dict[str, float]]] = {}
-    path = ctx.path("candidates.jsonl")
-    for _, rec in iter_jsonl(path) if path.exists() else iter(()):
-        docs = {str(c["doc_id"]): float(c["score"]) for c in rec.get("candidates") or []
-                if c.get("score") is not None and str(c["doc_id"]) in run.dataset.corpus}  # fmt: skip
-        if str(rec.get("query_id")) in relevant and docs:
-            candidates[str(rec["query_id"])] = (str(rec["query"]), docs)
+    candidates, relevant, texts = synthetic_queries_of_run(ctx.output_dir, run.dataset.corpus)
     if not candidates:
         logger.warning("no BM25 fusion row: no kept synthetic query with mined candidates to pick its weight on")
         return None
-    texts = {d: default_document_text(run.dataset.corpus[d]) for _, docs in candidates.values() for d in docs}
-    scorer = BiEncoderScorer(e["zero_shot_model"], batch_size=e["batch_size"], dtype=dtype)
-    picked = pick_first_stage_weight(candidates, relevant, scorer, texts, show_progress=run.show_progress)
+    picked = pick_first_stage_weight(candidates, relevant, zero_shot, texts, show_progress=run.show_progress)
     logger.info("BM25 fusion weight %.1f (one-standard-error rule; best %.1f) on %d synthetic queries",
                 picked["weight"], picked["best_weight"], picked["queries"])  # fmt: skip
     return picked

@@ -14,20 +14,18 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from synthrank.evaluate.metrics import evaluate_run
 from synthrank.rerank.base import PairScorer
+from synthrank.rerank.fusion import standardise_per_query
 
 WEIGHT_GRID: tuple[float, ...] = tuple(i / 10 for i in range(11))
 
 Run = Mapping[str, Mapping[str, float]]  # query id -> doc id -> score
-
-
-def _zscores(values: Sequence[float]) -> list[float]:
-    mean = statistics.fmean(values)
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return [(v - mean) / std if std > 0 else 0.0 for v in values]
 
 
 def fuse_with_first_stage(first_stage: Run, model: Run, weight: float) -> dict[str, dict[str, float]]:
@@ -40,9 +38,10 @@ def fuse_with_first_stage(first_stage: Run, model: Run, weight: float) -> dict[s
         ids = list(docs)
         first = first_stage.get(qid, {})
         floor = min(first.values()) if first else 0.0
-        a = _zscores([float(first.get(d, floor)) for d in ids])
-        b = _zscores([float(docs[d]) for d in ids])
-        out[qid] = {d: weight * x + (1.0 - weight) * y for d, x, y in zip(ids, a, b, strict=True)}
+        keys = [qid] * len(ids)
+        a = standardise_per_query(keys, np.array([float(first.get(d, floor)) for d in ids]))
+        b = standardise_per_query(keys, np.array([float(docs[d]) for d in ids]))
+        out[qid] = {d: float(weight * x + (1.0 - weight) * y) for d, x, y in zip(ids, a, b, strict=True)}
     return out
 
 
@@ -100,3 +99,28 @@ def pick_first_stage_weight(
         for w in grid
     }
     return {**one_standard_error_weight(per_query), "queries": len(qids), "metric": metric}
+
+
+def synthetic_queries_of_run(
+    run_dir: str | Path, corpus: Mapping[str, Any]
+) -> tuple[dict[str, tuple[str, dict[str, float]]], dict[str, dict[str, int]], dict[str, str]]:
+    """What :func:`pick_first_stage_weight` reads from a run folder: the kept queries (``groups.jsonl``, their
+    positives relevant) with their mined candidates and BM25 scores (``candidates.jsonl``), and the candidates'
+    texts; empty where the run has none."""
+    from synthrank.data.groups import read_groups
+    from synthrank.data.jsonl import iter_jsonl
+    from synthrank.evaluate.pipeline import default_document_text
+
+    folder = Path(run_dir)
+    relevant: dict[str, dict[str, int]] = {}
+    for g in read_groups(folder / "groups.jsonl") if (folder / "groups.jsonl").exists() else []:
+        relevant.setdefault(g.query_id, {})[g.positive.doc_id] = 1
+    candidates: dict[str, tuple[str, dict[str, float]]] = {}
+    path = folder / "candidates.jsonl"
+    for _, rec in iter_jsonl(path) if path.exists() else iter(()):
+        docs = {str(c["doc_id"]): float(c["score"]) for c in rec.get("candidates") or []
+                if c.get("score") is not None and str(c["doc_id"]) in corpus}  # fmt: skip
+        if str(rec.get("query_id")) in relevant and docs:
+            candidates[str(rec["query_id"])] = (str(rec["query"]), docs)
+    texts = {d: default_document_text(corpus[d]) for _, docs in candidates.values() for d in docs}
+    return candidates, relevant, texts
