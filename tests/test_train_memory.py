@@ -74,6 +74,41 @@ def test_recomputed_passes_train_the_same_weights(tmp_path: Path, tiny_model: Pa
     assert [h["loss"] for h in redone.metrics["history"]] == pytest.approx(losses, rel=1e-5)
 
 
+def test_passes_over_the_budget_are_the_longest_and_the_shortest_that_fit_are_kept() -> None:
+    from synthrank.train.memory import passes_to_recompute
+
+    longest_first = [5, 4, 3, 2, 1]
+    assert passes_to_recompute(longest_first, 15) == 0  # all fit
+    assert passes_to_recompute(longest_first, 14) == 1  # 4 + 3 + 2 + 1 = 10 kept; the 5 would make 15
+    assert passes_to_recompute(longest_first, 3) == 3  # 2 + 1 kept
+    assert passes_to_recompute(longest_first, 0) == 5  # budget 0: every pass
+    assert passes_to_recompute([], 0) == 0
+
+
+@pytest.mark.parametrize("architecture", ["bi-encoder", "cross-encoder"])
+def test_a_partly_recomputed_step_trains_the_same_weights(
+    tmp_path: Path, tiny_model: Path, architecture: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget that holds some passes of a step: those keep their activations, the longer ones are recomputed,
+    and the weights are those of a run that kept everything."""
+    import synthrank.train.trainer as trainer
+
+    # a pass "costs" one MiB per 40 tokens: a 3 MiB budget holds the short passes of a step, not all of them
+    monkeypatch.setattr(trainer, "activation_bytes", lambda passes, shape: sum(r * w for r, w in passes) * MIB // 40)
+    groups = make_groups(n=16)
+    common = {"architecture": architecture, "epochs": 2, "save_every": 0}
+    kept = train_reranker(groups, tmp_path / "kept", tiny_config(tiny_model, activation_budget_mb=None, **common),
+                          show_progress=False)  # fmt: skip
+    partly = train_reranker(groups, tmp_path / "partly", tiny_config(tiny_model, activation_budget_mb=3, **common),
+                            show_progress=False)  # fmt: skip
+    assert kept.metrics["recomputed_passes"] == 0
+    assert 0 < partly.metrics["recomputed_passes"] < partly.metrics["passes"]
+    assert partly.metrics["recomputed_batches"] == partly.metrics["global_step"]  # every step kept some, redid some
+    a, b = weights(kept.model_dir), weights(partly.model_dir)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
 def test_a_budget_above_the_estimate_keeps_the_passes(tmp_path: Path, tiny_model: Path) -> None:
     result = train_reranker(make_groups(n=8), tmp_path / "run", tiny_config(tiny_model, save_every=0),
                             show_progress=False)  # fmt: skip

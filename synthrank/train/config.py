@@ -89,9 +89,10 @@ class TrainConfig:
         log_every: optimizer steps between log lines (the progress bar updates every step).
         trust_remote_code: allow model code shipped with the model (off: it runs arbitrary code).
         activation_budget_mb: a training step whose kept activations would exceed this many MiB (estimated
-            from its passes' token counts, :func:`synthrank.train.memory.activation_bytes`) recomputes each
-            pass in backward instead of keeping it: the same weights, one more forward per pass (0: every
-            step; ``None``: never). Ignored with ``gradient_checkpointing`` (already per layer) or DDP.
+            from its passes' token counts, :func:`synthrank.train.memory.activation_bytes`) recomputes its longest
+            passes in backward and keeps the shortest that fit within the budget: the same weights, one more
+            forward per recomputed pass (0: every pass of every step; ``None``: never). Ignored with
+            ``gradient_checkpointing`` (already per layer) or DDP.
 
     Example:
         >>> cfg = TrainConfig(model="minilm", loss="lce", group_size=8, epochs=1, batch_size=8)

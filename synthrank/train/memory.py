@@ -6,9 +6,10 @@ keeps three float32 ``[heads, L, L]`` matrices per text and layer. For a batch o
 passages of 256 tokens that is 5.2 GB for MiniLM-L6 (22M parameters), and glibc's heap roughly
 doubles it in resident memory (``benchmarks/bench_train_memory.py``).
 
-:func:`activation_bytes` estimates those saved tensors from a step's padded pass shapes; the trainer
-recomputes (activation checkpointing) the passes of a step whose estimate exceeds
-``TrainConfig.activation_budget_mb``: the same gradients, one more forward per pass.
+:func:`activation_bytes` estimates those saved tensors from a step's padded pass shapes; when a step's
+estimate exceeds ``TrainConfig.activation_budget_mb`` the trainer recomputes (activation checkpointing) its
+longest passes and keeps the shortest that fit within the budget (:func:`passes_to_recompute`): the same
+gradients, one more forward for each recomputed pass.
 :func:`release_free_memory` hands glibc's freed heap pages back to the kernel, which keeps the
 resident peak near what is live.
 """
@@ -71,6 +72,18 @@ def activation_bytes(passes: Sequence[tuple[int, int]], shape: EncoderShape) -> 
         tokens = rows * width
         per_layer += tokens * (36 * shape.hidden + 4 * shape.intermediate) + tokens * 12 * shape.heads * width
     return per_layer * shape.layers
+
+
+def passes_to_recompute(pass_bytes: Sequence[int], budget_bytes: int) -> int:
+    """How many of a step's passes (longest first) to recompute in backward: none when all fit the budget, else
+    the longest ones, keeping as many of the shortest (which run last) as fit within the budget together."""
+    if sum(pass_bytes) <= budget_bytes:
+        return 0
+    kept, start = 0, len(pass_bytes)
+    while start > 0 and kept + pass_bytes[start - 1] <= budget_bytes:
+        start -= 1
+        kept += pass_bytes[start]
+    return start
 
 
 @functools.cache
@@ -160,8 +173,8 @@ class TrainMemoryEstimate:
 def estimate_train_peak(config: TrainConfig, model_config: Any) -> TrainMemoryEstimate:
     """The worst case of a run's resident peak: every text ``max_length`` tokens long, as many as a batch holds.
 
-    A batch under ``activation_budget_mb`` keeps all its passes (so the worst kept is the budget itself), one over it keeps
-    one recomputed pass at a time.
+    A batch under ``activation_budget_mb`` keeps all its passes (so the worst kept is the budget itself); one over it
+    keeps its shortest passes up to the budget and recomputes the others one at a time after those are freed.
     """
     budget = config.activation_budget_mb
     shape = EncoderShape.from_config(model_config)

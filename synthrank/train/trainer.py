@@ -95,6 +95,7 @@ from synthrank.train.memory import (
     activation_bytes,
     backbone_config,
     fit_train_memory,
+    passes_to_recompute,
     release_free_memory,
     release_on_backward,
 )
@@ -174,7 +175,9 @@ class _Session:
     steps_per_epoch: int
     shape: EncoderShape
     state: TrainState = field(default_factory=TrainState)
-    recomputed_batches: int = 0  # batches whose passes were recomputed in backward (this session)
+    recomputed_batches: int = 0  # batches with passes recomputed in backward (this session)
+    recomputed_passes: int = 0  # of which passes (the rest of those batches kept their activations)
+    passes: int = 0  # forward passes with gradients (this session)
     ema: float | None = None  # smoothed loss for the progress bar and log
 
     @property
@@ -617,6 +620,8 @@ class RerankerTrainer:
                                                evaluate)  # fmt: skip
         metrics = self._metrics(s, source, started)
         metrics["recomputed_batches"] = s.recomputed_batches
+        metrics["recomputed_passes"] = s.recomputed_passes
+        metrics["passes"] = s.passes
         if cfg.merge_with_base:
             metrics["merge_with_base"] = cfg.merge_with_base
             metrics["merged_dev"] = merged_dev
@@ -645,8 +650,11 @@ class RerankerTrainer:
     ) -> Any:
         """``run(inputs)`` over the rows of ``ids`` in length-sorted passes of ``bucket`` rows, back in row order.
 
-        When the passes' activations would exceed the budget, each pass is checkpointed: only its inputs and
-        output are kept, and backward recomputes it (same RNG draws, same autocast) just before its gradient.
+        When the passes' activations would exceed the budget, the longest passes are checkpointed (only their
+        inputs and outputs kept; backward recomputes each, with the same RNG draws and autocast, just before its
+        gradient) and the shortest that fit within the budget keep theirs. Autograd reaches the kept passes
+        first (they ran last), so their memory is freed before any pass is recomputed: the peak stays that of
+        the budget or one pass, while only the passes over the budget pay a second forward.
         """
         import torch
         from torch.utils.checkpoint import checkpoint
@@ -659,22 +667,24 @@ class RerankerTrainer:
         rows = max(1, bucket) if bucket else n
         order = np.argsort(-np.fromiter((len(r) for r in ids), np.int64, n), kind="stable")
         passes = [order[start : start + rows] for start in range(0, n, rows)]
-        recompute = (
-            budget is not None
-            and torch.is_grad_enabled()
-            and activation_bytes([(len(p), max(len(ids[i]) for i in p)) for p in passes], s.shape) > budget * MIB
-        )
-        if recompute and not s.recomputed_batches and s.is_main:
-            logger.info("a batch's activations exceed activation_budget_mb (%d MiB): its passes are recomputed "
-                        "in backward (same gradients, one more forward each)", budget)  # fmt: skip
-        s.recomputed_batches += recompute
+        recomputed = 0  # passes[:recomputed] are checkpointed
+        if budget is not None and torch.is_grad_enabled():
+            recomputed = passes_to_recompute(
+                [activation_bytes([(len(p), max(len(ids[i]) for i in p))], s.shape) for p in passes], budget * MIB
+            )
+        if recomputed and not s.recomputed_batches and s.is_main:
+            logger.info("a batch's activations exceed activation_budget_mb (%d MiB): its longest passes are "
+                        "recomputed in backward (same gradients, one more forward each)", budget)  # fmt: skip
+        s.recomputed_batches += recomputed > 0
+        s.passes += len(passes) if torch.is_grad_enabled() else 0
         outs = []
         pad_id = int(s.tokenizer.pad_token_id)
         with self._autocast(s):
-            for idx in passes:
+            for k, idx in enumerate(passes):
                 inputs = batch_tensors([ids[i] for i in idx], [types[i] for i in idx] if types is not None else None,
                                        pad_id=pad_id, device=s.device, drop_full_mask=True)  # fmt: skip
-                if recompute:
+                if k < recomputed:
+                    s.recomputed_passes += 1
                     out = checkpoint(run, inputs, use_reentrant=False)
                     outs.append(release_on_backward(out))
                     release_free_memory()
