@@ -7,8 +7,10 @@ and reranks BM25's top-30 for the corpus's real judged queries (MedQuAD: a fixed
 ``test_sample1000``; the others: all). Rows:
 
 * ``bm25``: the first stage; ``zero-shot``: the backbone (all-MiniLM-L6-v2) as a cosine bi-encoder;
-* ``synthrank``: the run's own train step (the default recipe: LLM-labelled groups, LCE, the bi-encoder merged
-  half back with its base), the seed varied;
+* ``synthrank``: the run's own train step on the judged recipe (the default before #19, pinned as
+  ``JUDGED_RECIPE``: LLM-labelled groups, LCE, the bi-encoder merged half back with its base), the seed varied;
+  ``synthrank@quick`` is today's default recipe (``--variants quick=benchmarks/configs/scorecard-quick.yaml``:
+  no judge, three queries per call, 20 passages, 128 tokens);
 * ``inpars``: InPars-style (Bonifacio et al., 2022), rebuilt: the same synthetic queries filtered to the half the
   LLM scored best (here the judge's P(relevant) of the source passage: InPars v1 ranks by the generator's own
   log-probability, which a chat endpoint does not return), the source passage as the positive and BM25
@@ -68,10 +70,19 @@ logger = logging.getLogger("scorecard")
 
 ROWS = ("synthrank", "inpars", "gpl", "st")
 PEERS = ("inpars", "gpl", "st")
+# The scorecard's base data: the judged recipe that was `synthrank run`'s default until #19 (LLM judge on, one query
+# per call, 160 answer tokens, 256-token training). The peers need its judge (InPars filters by the judge's
+# P(relevant), GPL distils its margins), and pinning it keeps every earlier run folder valid now that the
+# product's default is the `quick` recipe (benchmarks/configs/scorecard-quick.yaml): its row synthrank@quick.
+JUDGED_RECIPE: dict[str, Any] = {
+    "generate": {"n_per_type": 1, "max_tokens": 160},
+    "label": {"enabled": True},
+    "train": {"max_length": 256},
+}
 ROW_LABELS = {
     "bm25": "BM25",
     "zero-shot": "zero-shot MiniLM",
-    "synthrank": "synthrank (default recipe)",
+    "synthrank": "synthrank, judged recipe (the default before #19)",
     "inpars": "InPars-style",
     "gpl": "GPL-style",
     "st": "sentence-transformers recipe",
@@ -238,9 +249,13 @@ def llm_usage(folder: Path) -> dict[str, Any]:
 
 
 def variant_passages(overlay: dict[str, Any], corpus: Corpus, budget: str, card: Scorecard) -> int | None:
-    """Passages of a variant's run: the budget's, or with ``scorecard: {equal_calls: true}`` as many as the default
+    """Passages of a variant's run: the budget's; with ``scorecard: {passages: {default: 20, large: 80}}`` its own
+    (a recipe that makes fewer, richer calls); or with ``scorecard: {equal_calls: true}`` as many as the default
     run's LLM calls at this budget (a lever that spends no call on judging writes that many more queries); None
     when the default run it depends on has not been made."""
+    own = (overlay.get("scorecard") or {}).get("passages") or {}
+    if budget in own:
+        return int(own[budget])
     if not (overlay.get("scorecard") or {}).get("equal_calls"):
         return BUDGETS[budget]
     run = card.data["runs"].get(f"{corpus.name}/{budget}")
@@ -658,7 +673,7 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
 
 
 ROW_RECIPES = {
-    "synthrank": "the run's own train step: LLM queries (LIMRANK's five types, one per passage), the judge's "
+    "synthrank": "the judged recipe (the default before #19), the run's own train step: LLM queries (LIMRANK's five types, one per passage), the judge's "
                  "labels (source rejected: query dropped; judged-relevant candidates positives), BM25 negatives, "
                  "LCE over groups of 8, MiniLM tuned as a bi-encoder for 3 epochs at 2e-5 (the best epoch on the "
                  "held-out synthetic groups when they hold at least 20 queries, else the last: at this budget "
@@ -689,6 +704,8 @@ def row_label(row: str) -> str:
     if row.endswith("+bm25"):
         return row_label(row.removesuffix("+bm25")) + " + BM25 fusion"
     recipe, variant = split_row(row)
+    if recipe == "synthrank" and variant == "quick":
+        return "synthrank (default recipe: `quick`)"
     return ROW_LABELS[recipe] + (f" + lever `{variant}`" if variant else "")
 
 
@@ -848,7 +865,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.eval_queries:
         for name in list(CORPORA):
             CORPORA[name] = replace(CORPORA[name], eval_queries=args.eval_queries)
-    base = yaml.safe_load(args.run_config.read_text()) if args.run_config else {}
+    base = deep_merge(JUDGED_RECIPE, yaml.safe_load(args.run_config.read_text()) or {} if args.run_config else {})
     command = "benchmarks/scorecard.py " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"top_k": args.top_k, "seeds": seeds, "budgets": dict(BUDGETS), "rows": rows, "variants": variants,
             "machine": machine()}  # fmt: skip

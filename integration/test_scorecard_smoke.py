@@ -87,7 +87,7 @@ def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None
     assert cells["vaswani/default/synthrank@longer/seed1"]["groups"] == cells["vaswani/default/synthrank/seed1"]["groups"]
     assert block["rows"]["synthrank"]["vs_zero_shot"]["queries"] == 8 and block["best_peer"] in ("inpars", "gpl", "st")
     markdown = output.with_suffix(".md").read_text()
-    assert "| synthrank (default recipe) |" in markdown and "sentence-transformers recipe" in markdown
+    assert "| synthrank, judged recipe (the default before #19) |" in markdown and "sentence-transformers recipe" in markdown
     assert output.with_suffix(".png").stat().st_size > 0
     # resumable: a rerun finds every cell and trains nothing
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
