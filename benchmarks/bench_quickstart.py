@@ -1,6 +1,6 @@
 """The quickstart as a user runs it, timed and weighed: wall time and whole-process-tree peak RSS per step.
 
-Runs `synthrank run` with `make run`'s settings (MedQuAD, the embedded defaults, 200 evaluation questions) on a
+Runs `synthrank run` with `make run`'s settings (MedQuAD, the embedded defaults, 150 evaluation questions) on a
 fresh output folder with the LLM response cache off, so every LLM answer is a real call, and samples the resident
 memory of the whole process tree (synthrank and its llama.cpp server child) every ``--interval`` seconds. The
 step in progress is read from the run's own step markers (``OUT/.steps/<step>.started.json`` appears when a step
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default=str(SHARED / "medquad"))
     parser.add_argument("--eval-split", default="test_sample1000")
-    parser.add_argument("--eval-max-queries", type=int, default=200)
+    parser.add_argument("--eval-max-queries", type=int, default=150)
     parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "quickstart-bench")
     parser.add_argument("--config", type=Path, default=REPO / "benchmarks" / "configs" / "quickstart-uncached.yaml",
                         help="the run config (default: make run's settings with the response cache off)")

@@ -63,7 +63,7 @@ def label(ctx: click.Context, corpus: str, output_dir: str, config_file: str | N
     """Label query-passage pairs with an LLM judge: source passages the judge rejects drop their query,
     candidates judged relevant become positives (never negatives), the rest hard negatives.
 
-    To label as `synthrank run` does (its recipe), pass --judge-mode binary --judge-top-k 3
+    To label as `synthrank run --label` does (its recipe; a run judges only when asked), pass --judge-mode binary --judge-top-k 3
     --max-passage-chars 1000 --fill-negatives with --candidates from `synthrank mine`.
 
     Reruns resume: judged pairs are skipped, and the response cache answers what was asked before.

@@ -47,7 +47,9 @@ def _check_corpus(corpus: Any) -> None:
 @click.option("--architecture", default=None, type=click.Choice(["bi-encoder", "cross-encoder"]),
               help="Reranker to train [default: bi-encoder, the zero-shot encoder tuned and merged back; "
               "cross-encoder, a fresh relevance head, for budgets of many hundreds of queries].")
-@click.option("--no-label", is_flag=True, help="Skip the LLM judge: source passage positive, BM25 negatives (ablation).")
+@click.option("--label/--no-label", "label", default=None,
+              help="Judge the candidates with the LLM (positives and hard negatives by its verdicts) or not (the "
+                   "source passage positive, BM25 negatives) [default: no judge, label.enabled in the config].")
 @click.option("--eval-data", default=None, help="Judged queries to evaluate on (default: the corpus, if it has qrels).")
 @click.option("--eval-split", default=None, help="Qrels split of the evaluation data [default: test].")
 @click.option("--eval-max-queries", default=None, type=click.IntRange(1),
@@ -60,7 +62,7 @@ def _check_corpus(corpus: Any) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @friendly_errors
 def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm_model: str | None, base_url: str | None,
-        backend: str | None, es_url: str | None, max_passages: int | None, architecture: str | None, no_label: bool, eval_data: str | None,
+        backend: str | None, es_url: str | None, max_passages: int | None, architecture: str | None, label: bool | None, eval_data: str | None,
         eval_split: str | None, eval_max_queries: int | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
     """Train a reranker for a corpus with no human labels, then evaluate it; resumable step by step.
 
@@ -82,8 +84,8 @@ def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm
             _nest(overrides, dotted, value)
     if es_url is not None:
         _nest(overrides, "mine.backend", "elasticsearch")
-    if no_label:
-        _nest(overrides, "label.enabled", False)
+    if label is not None:
+        _nest(overrides, "label.enabled", label)
     config = load_run_config(config_file, overrides)
     if print_config:
         _check_corpus(config.get("corpus"))

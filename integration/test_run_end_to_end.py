@@ -50,7 +50,9 @@ def _config(path: Path, cache: Path, **llm: object) -> Path:
             "max_words": 0,
         },
         "mine": {"top_k": 20, "num_negatives": 6},
-        "label": {"judge_top_k": 3, "yes_threshold": 0.2},  # SmolLM2 rarely says yes with confidence
+        # the judge on (the default recipe has none): these tests cover labelling, its resumption and faults;
+        # SmolLM2 rarely says yes with confidence
+        "label": {"enabled": True, "judge_top_k": 3, "yes_threshold": 0.2},
         # half the queries held out, so the fusion weight has dev groups to be picked on
         "train": {
             "group_size": 4,

@@ -26,7 +26,11 @@ EXPECTED = json.loads((Path(__file__).parent / "default_run_config.json").read_t
 
 def test_default_run_config_and_fingerprints_are_those_before_the_recipe_overlay(tmp_path: Path) -> None:
     """Captured from `load_run_config(None)` before the defaults moved: `--print-config` (key order included)
-    and every step's marker fingerprint of the default run are unchanged, so no run folder restarts."""
+    and every step's marker fingerprint of the default run are unchanged, so no run folder restarts.
+
+    Regenerated only when the recipe changes on purpose (#19: no judge, three queries per call, 20 passages,
+    128 tokens); a folder made by the earlier recipe resumes with its settings given back, as
+    benchmarks/scorecard.py's JUDGED_RECIPE does."""
     assert json.dumps(load_run_config(None)) == json.dumps(EXPECTED["config"])
     config = load_run_config(None, {"corpus": "corpus-x"})
     fingerprints = {step.name: step.config for step in build_steps(RunContext(config, tmp_path))}
@@ -132,7 +136,7 @@ def test_steps_one_by_one_build_what_the_run_builds(tiny_beir: Path, tmp_path: P
         llm = {"base_url": server.base_url, "model": "fake", "cache": str(tmp_path / "cache.sqlite")}
         mine = {"top_k": 6, "num_negatives": 4}
         run_dir = tmp_path / "run"
-        config = load_run_config(None, {"corpus": str(tiny_beir), "llm": llm, "mine": mine})
+        config = load_run_config(None, {"corpus": str(tiny_beir), "llm": llm, "mine": mine, "label": {"enabled": True}})
         run_pipeline(config, run_dir, until="train", show_progress=False)
 
         recipe = config["generate"], config["label"]
@@ -141,14 +145,16 @@ def test_steps_one_by_one_build_what_the_run_builds(tiny_beir: Path, tmp_path: P
         runner = CliRunner()
         steps = [
             ["generate", "--corpus", str(tiny_beir), "--output-dir", str(gen), "--max-passages", str(recipe[0]["max_passages"]),
-             "--types-per-passage", "1", "--max-tokens", "160", "--max-passage-chars", "1000", *flags],
+             "--types-per-passage", "1", "--n-per-type", "3", "--max-tokens", "256", "--max-passage-chars", "1000",
+             *flags],
             ["mine", "--corpus", str(tiny_beir), "--queries", str(gen / "queries.jsonl"), "--output-dir", str(mined),
              "--top-k", "6", "--num-negatives", "4", "--no-progress"],
             ["label", "--corpus", str(tiny_beir), "--candidates", str(mined / "candidates.jsonl"),
              "--queries", str(gen / "queries.jsonl"), "--output-dir", str(labelled), "--judge-mode", "binary",
              "--judge-top-k", "3", "--fill-negatives", "--max-passage-chars", "1000", *flags],
             ["train", "--groups", str(labelled / "groups.jsonl"), "--output-dir", str(tmp_path / "train"),
-             "--architecture", "bi-encoder", "--epochs", "3", "--dev-fraction", "0.1", "--no-progress"],
+             "--architecture", "bi-encoder", "--epochs", "3", "--max-length", "128", "--dev-fraction", "0.1",
+             "--no-progress"],
         ]  # fmt: skip
         for args in steps:
             result = runner.invoke(main, args)

@@ -25,6 +25,24 @@ def test_print_config_needs_no_output_dir_and_prints_it_when_given(tiny_beir: Pa
     assert missing.exit_code == 2 and "--output-dir" in missing.output
 
 
+def test_the_judge_is_off_by_default_and_label_turns_it_on(tiny_beir: Path, tmp_path: Path) -> None:
+    """The default recipe spends no LLM call on judging (#18 lever nolabel, #19); --label and a config file's
+    label.enabled bring the judge back, and --no-label wins over a config file that turns it on."""
+    runner = CliRunner()
+
+    def enabled(*args: str) -> bool:
+        result = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--print-config", *args])
+        assert result.exit_code == 0, result.output
+        return bool(yaml.safe_load(result.output)["label"]["enabled"])
+
+    judged = tmp_path / "judged.yaml"
+    judged.write_text("label:\n  enabled: true\n", encoding="utf-8")
+    assert enabled() is False
+    assert enabled("--label") is True
+    assert enabled("--config", str(judged)) is True
+    assert enabled("--config", str(judged), "--no-label") is False
+
+
 def test_print_config_checks_the_corpus(tmp_path: Path) -> None:
     runner = CliRunner()
     gone = runner.invoke(main, ["run", "--corpus", str(tmp_path / "nope"), "--print-config"])
