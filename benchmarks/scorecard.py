@@ -673,7 +673,7 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
 
 
 ROW_RECIPES = {
-    "synthrank": "the judged recipe (the default before #19), the run's own train step: LLM queries (LIMRANK's five types, one per passage), the judge's "
+    "synthrank": "the run's own train step: LLM queries (LIMRANK's five types, one per passage), the judge's "
                  "labels (source rejected: query dropped; judged-relevant candidates positives), BM25 negatives, "
                  "LCE over groups of 8, MiniLM tuned as a bi-encoder for 3 epochs at 2e-5 (the best epoch on the "
                  "held-out synthetic groups when they hold at least 20 queries, else the last: at this budget "
