@@ -196,6 +196,18 @@ def data_variant(variant: str | None, variants: dict[str, dict[str, Any]]) -> st
     return variant
 
 
+def needs_base_data(rows: Sequence[str], variants: dict[str, dict[str, Any]]) -> bool:
+    """Whether any asked row trains on the judged recipe's own data: the recipe itself, a peer, a training lever
+    (no data of its own), or a lever that spends as many calls as the judged run made."""
+    for row in rows:
+        recipe, variant = split_row(unfused(row))
+        if recipe != "synthrank" or data_variant(variant, variants) is None:
+            return True
+        if ((variants.get(variant) or {}).get("scorecard") or {}).get("equal_calls"):
+            return True
+    return False
+
+
 def split_row(row: str) -> tuple[str, str | None]:
     """``synthrank@realistic`` -> (``synthrank``, ``realistic``): a recipe trained on a variant's data."""
     recipe, _, variant = row.partition("@")
@@ -305,7 +317,9 @@ def training_split(folder: Path) -> tuple[list[Any], list[Any], dict[str, Any]]:
 
     section = json.loads((folder / "run_config.json").read_text())["train"]
     groups = read_groups(folder / "groups.jsonl")
-    train, dev = split_dev(groups, float(section["dev_fraction"]), int(section["seed"]))
+    # folders made before passages were the held-out unit keep their query split (their cells were trained on it)
+    holdout = section.get("dev_holdout", "query")
+    train, dev = split_dev(groups, float(section["dev_fraction"]), int(section["seed"]), holdout=holdout)
     return train, dev, section
 
 
@@ -879,8 +893,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     synthrank_cmd = [sys.executable, "-m", "synthrank_cli"]
     failed = False
     if args.phase in ("data", "all"):
+        needs_base = needs_base_data(rows, variants)
+        if not needs_base:
+            logger.info("no row trains on the judged recipe's data: its LLM runs are skipped")
         for budget in budgets:  # every corpus's default budget before any large one
-            for name in corpora:
+            for name in corpora if needs_base else ():
                 failed |= not run_data(CORPORA[name], budget, args.work_dir, base, card, synthrank_cmd)
             for vname, overlay in variants.items():
                 if data_variant(vname, variants) is None:

@@ -70,8 +70,11 @@ _D = field_defaults(TrainConfig)
 @click.option("--dev-groups", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Held-out groups JSONL as dev set (rank the positive among its negatives).")
 @click.option("--dev-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Hold out this share of the queries of --groups (seeded by --seed, whole queries) as the dev set, "
-                   "written to dev_groups.jsonl, as `synthrank run` does (it holds out 0.1).")
+              help="Hold out this share of --groups (seeded by --seed, whole source passages or queries: "
+                   "--dev-holdout) as the dev set, written to dev_groups.jsonl, as `synthrank run` does (it holds out 0.1).")
+@click.option("--dev-holdout", default="passage", show_default=True, type=click.Choice(["passage", "query"]),
+              help="What --dev-fraction holds out whole: every query of a source passage (meta.source_doc_id), "
+                   "so no training group has a dev query's passage as its positive; or single queries.")
 @click.option("--dev-batch-size", default=_D["dev_batch_size"], show_default=True, type=click.IntRange(1), help="Pairs per dev forward pass.")
 @click.option("--eval-every", default=_D["eval_every"], show_default=True, type=click.IntRange(0),
               help="Steps between dev evaluations (0: each epoch end).")
@@ -130,7 +133,8 @@ def train(ctx: click.Context, groups_file: str, output_dir: str, config_file: st
         from synthrank.data import read_groups, write_groups
         from synthrank.data.splits import split_dev
 
-        groups, dev_groups = split_dev(read_groups(groups_file), float(v["dev_fraction"]), config.seed)
+        groups, dev_groups = split_dev(read_groups(groups_file), float(v["dev_fraction"]), config.seed,
+                                       holdout=v["dev_holdout"])
         write_groups(out / "dev_groups.jsonl", dev_groups)
         dev = DevSet.from_groups(dev_groups) if dev_groups else None
     elif v["dev_data"]:

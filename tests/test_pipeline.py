@@ -83,8 +83,58 @@ def test_train_step_fingerprint_is_the_resolved_settings(tmp_path: Path) -> None
     assert unset != train_fingerprint({"architecture": "cross-encoder"})
 
 
+def _sourced(qid: str, source: str, pos: str | None = None) -> TrainingGroup:
+    g = _group(qid, pos or source)
+    g.meta["source_doc_id"] = source
+    return g
+
+
+def _query_split_before_passage_units(groups: list[TrainingGroup], fraction: float, seed: int) -> tuple[list, list]:
+    """split_dev as it was before passages became the unit: the scorecard's older folders are trained on it."""
+    import hashlib
+    import random
+
+    def bucket(qid: str) -> float:
+        return int(hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    train = [g for g in groups if bucket(g.query_id) >= fraction]
+    dev = [g for g in groups if bucket(g.query_id) < fraction]
+    if not dev or not train:
+        qids = sorted({g.query_id for g in groups})
+        if len(qids) < 2:
+            return list(groups), []
+        held = random.Random(seed).choice(qids)
+        train = [g for g in groups if g.query_id != held]
+        dev = [g for g in groups if g.query_id == held]
+    return train, dev
+
+
+def test_split_dev_holds_out_whole_source_passages() -> None:
+    """Three queries per passage: a dev query's passage is never a training positive, as it was with query units."""
+    groups = [_sourced(f"q{p}-{k}", f"d{p}") for p in range(100) for k in range(3)]
+    groups += [_sourced("q0-0", "d0", pos="d77")]  # a second positive of a query: it goes where its query goes
+    train, dev = split_dev(groups, 0.2, seed=42)
+    assert len(train) + len(dev) == len(groups) and dev
+    assert not {g.meta["source_doc_id"] for g in train} & {g.meta["source_doc_id"] for g in dev}
+    assert not {g.query_id for g in train} & {g.query_id for g in dev}
+    assert 0.08 < len(dev) / len(groups) < 0.35
+    assert split_dev(groups, 0.2, seed=42) == (train, dev)
+    by_query = split_dev(groups, 0.2, seed=42, holdout="query")[1]
+    leaked = [g for g in by_query if any(t.positive.doc_id == g.positive.doc_id for t in groups if t not in by_query)]
+    assert leaked, "query units leave siblings of a dev query in training (the reason for passage units)"
+    tiny_train, tiny_dev = split_dev([_sourced("a", "d1"), _sourced("b", "d1"), _sourced("c", "d2")], 0.01, seed=3)
+    assert tiny_dev and {g.meta["source_doc_id"] for g in tiny_dev} != {g.meta["source_doc_id"] for g in tiny_train}
+    assert split_dev([_sourced("a", "d1"), _sourced("b", "d1")], 0.5, seed=1)[1] == []  # one passage: no dev
+    with pytest.raises(DataError, match="dev holdout"):
+        split_dev(groups, 0.1, seed=1, holdout="doc")
+
+
 def test_split_dev_holds_out_whole_queries_stably() -> None:
     groups = [_group(f"q{i}", pos) for i in range(200) for pos in ("d1", "d3")]
+    sourced = [_sourced(f"q{i}", f"d{i % 7}") for i in range(60)]
+    for data, fraction, seed in ((groups, 0.1, 42), (sourced, 0.1, 42), (sourced, 0.2, 5), (sourced[:3], 0.01, 1)):
+        assert split_dev(data, fraction, seed, holdout="query") == _query_split_before_passage_units(data, fraction, seed)
+    assert split_dev(groups, 0.1, seed=42) == split_dev(groups, 0.1, seed=42, holdout="query")  # no source: queries
     train, dev = split_dev(groups, 0.1, seed=42)
     assert len(train) + len(dev) == len(groups)
     assert not {g.query_id for g in train} & {g.query_id for g in dev}

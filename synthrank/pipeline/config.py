@@ -56,6 +56,9 @@ STEP_ONLY: dict[str, dict[str, Any]] = {
     "label": {"enabled": True},  # false: the source passage is the only positive, mined negatives as they come
     "train": {
         "dev_fraction": 0.0,  # synthetic queries held out for dev nDCG@10 and best-checkpoint choice
+        # what is held out whole: "passage" (every query written from one source passage: none of its siblings
+        # trains on the passage a dev query must find) or "query" (runs made before passages were the unit)
+        "dev_holdout": "passage",
         "options": {},  # any other synthrank.train.TrainConfig field
     },
 }
@@ -72,7 +75,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "label": ("enabled", "judge_mode", "yes_threshold", "judge_top_k", "fill_negatives", "positive_min_grade",
               "negative_max_grade", "min_negatives", "self_consistency", "max_passage_chars", "batch_size"),
     "train": ("model", "architecture", "merge_with_base", "loss", "group_size", "epochs", "batch_size",
-              "learning_rate", "max_length", "seed", "dev_fraction", "options"),
+              "learning_rate", "max_length", "seed", "dev_fraction", "dev_holdout", "options"),
 }  # fmt: skip
 
 # `synthrank run`'s own recipe: the choices it makes over the steps' defaults, each with its reason. A step

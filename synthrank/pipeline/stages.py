@@ -230,7 +230,7 @@ def train_config_from_section(section: Mapping[str, Any]) -> TrainConfig:
     """
     from synthrank.train import TrainConfig
 
-    fields = {k: v for k, v in section.items() if k not in ("dev_fraction", "options")}
+    fields = {k: v for k, v in section.items() if k not in ("dev_fraction", "dev_holdout", "options")}
     fields.update(section.get("options") or {})
     for key in ARCHITECTURE_DEFAULTS:
         fields.setdefault(key, None)
@@ -240,7 +240,8 @@ def train_config_from_section(section: Mapping[str, Any]) -> TrainConfig:
 def _train_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
     """The trainer's own fingerprint of the resolved settings (plus the dev split), not the YAML as written: an
     unset value and its explicit equal match, and settings added later do not restart runs at their defaults."""
-    return {**train_config_from_section(section).fingerprint(), "dev_fraction": section["dev_fraction"]}
+    return {**train_config_from_section(section).fingerprint(), "dev_fraction": section["dev_fraction"],
+            "dev_holdout": section["dev_holdout"]}
 
 
 def run_train(run: RunContext, ctx: StepContext) -> dict[str, Any]:
@@ -250,7 +251,7 @@ def run_train(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     groups = read_groups(ctx.path("groups.jsonl"))
     if not groups:
         raise SynthrankError(f"{ctx.path('groups.jsonl')} holds no training group")
-    train_groups, dev_groups = split_dev(groups, float(t["dev_fraction"]), int(t["seed"]))
+    train_groups, dev_groups = split_dev(groups, float(t["dev_fraction"]), int(t["seed"]), holdout=t["dev_holdout"])
     write_groups(ctx.path("dev_groups.jsonl"), dev_groups)
     config = train_config_from_section(t)
     dev = DevSet.from_groups(dev_groups) if dev_groups else None
