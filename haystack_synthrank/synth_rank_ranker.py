@@ -16,6 +16,7 @@ from haystack.utils import ComponentDevice
 from synthrank.errors import DataError
 from synthrank.rerank.base import PairScorer
 from synthrank.rerank.fusion import fuse_scores
+from synthrank.rerank.serving import AUTO, check_first_stage_setting, resolve_first_stage_weight
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class SynthRankRanker:
         kind: str = "auto",
         fuse_with: str | None = None,
         fusion_weight: float = 0.0,
-        first_stage_weight: float = 0.0,
+        first_stage_weight: float | str = "auto",
     ) -> None:
         """
         Create the ranker; nothing is loaded until :meth:`warm_up`.
@@ -159,10 +160,13 @@ class SynthRankRanker:
         :param fusion_weight: the second model's weight in [0, 1].
         :param first_stage_weight: each input document's own ``score`` (e.g. from a BM25 retriever) mixed in by
             per-query z-scores with this weight in [0, 1]: ``w x z(score) + (1 - w) x z(model)``; scores are then
-            z-score sums. Pick it on synthetic queries, not test queries
-            (:func:`synthrank.rerank.first_stage.pick_first_stage_weight`, the one-standard-error rule).
+            z-score sums. ``"auto"`` (the default): the weight ``synthrank run`` picked for BM25 on its synthetic
+            queries and wrote into the model folder (``synthrank_serving.json``; the one-standard-error rule of
+            :func:`synthrank.rerank.first_stage.pick_first_stage_weight`), 0 for a folder without one; documents
+            without a score are then ranked by the model alone, with a warning. Pass ``0`` when the documents
+            come from a retriever other than BM25.
         :raises ValueError: if ``top_k``, ``batch_size`` or ``calibration_factor`` is not positive, or
-            ``fusion_weight`` or ``first_stage_weight`` is outside [0, 1].
+            ``fusion_weight`` or ``first_stage_weight`` is outside [0, 1] (``first_stage_weight`` may be ``"auto"``).
         """
         if top_k <= 0:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
@@ -170,8 +174,7 @@ class SynthRankRanker:
             raise ValueError(f"batch_size must be > 0, but got {batch_size}")
         if not 0.0 <= fusion_weight <= 1.0:
             raise ValueError(f"fusion_weight must lie in [0, 1], but got {fusion_weight}")
-        if not 0.0 <= first_stage_weight <= 1.0:
-            raise ValueError(f"first_stage_weight must lie in [0, 1], but got {first_stage_weight}")
+        first_stage_weight = check_first_stage_setting(first_stage_weight)
         if calibration_factor is not None and not calibration_factor > 0:
             raise ValueError(f"calibration_factor must be > 0 (or None), but got {calibration_factor}")
         self.model = str(model)
@@ -191,6 +194,7 @@ class SynthRankRanker:
         self.fusion_weight = fusion_weight
         self.first_stage_weight = first_stage_weight
         self._scorer: PairScorer | None = None
+        self._served_weight: float | None = None  # first_stage_weight resolved ("auto": the model folder's)
 
     def warm_up(self) -> None:
         """Load the model and its weights (once), so load errors surface here and the first query pays nothing."""
@@ -208,10 +212,17 @@ class SynthRankRanker:
             if callable(load):
                 load()
             self._scorer = scorer
+        self._first_stage_weight()  # a bad synthrank_serving.json fails here too
 
     def close(self) -> None:
         """Release the model; a later :meth:`warm_up` loads it again."""
         self._scorer = None
+        self._served_weight = None
+
+    def _first_stage_weight(self) -> float:
+        if self._served_weight is None:
+            self._served_weight = resolve_first_stage_weight(self.first_stage_weight, self.model)
+        return self._served_weight
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise every init parameter."""
@@ -287,12 +298,18 @@ class SynthRankRanker:
                 field="content",
             )
         unscored = [d.id for d in unique if d.score is None or not math.isfinite(d.score)]
-        if self.first_stage_weight and unscored:
-            raise DataError(
-                f"SynthRankRanker: first_stage_weight needs each document's retriever score; {len(unscored)} have "
-                f"none, e.g. ids {unscored[:5]}",
-                field="score",
-            )
+        w = self._first_stage_weight()
+        if w and unscored:
+            if self.first_stage_weight != AUTO:
+                raise DataError(
+                    f"SynthRankRanker: first_stage_weight needs each document's retriever score; {len(unscored)} "
+                    f"have none, e.g. ids {unscored[:5]}",
+                    field="score",
+                )
+            logger.warning("SynthRankRanker: %d document(s) have no retriever score (e.g. ids %s): ranked by the "
+                           "model alone, without the model folder's first-stage weight %.1f", len(unscored),
+                           unscored[:5], w)  # fmt: skip
+            w = 0.0
         self.warm_up()
         assert self._scorer is not None
         queries = [self.query_prefix + query] * len(unique)
@@ -302,8 +319,7 @@ class SynthRankRanker:
         if scores.shape != (len(unique),):
             raise ValueError(f"the scorer returned {scores.shape} scores for {len(unique)} documents")
         scale = getattr(self._scorer, "score_scale", "logit")
-        if self.first_stage_weight:
-            w = self.first_stage_weight
+        if w:
             first = np.array([d.score for d in unique], dtype=np.float64)
             scores = fuse_scores(queries, [scores, first], [1.0 - w, w]).astype(np.float64)
             scale = "logit"  # a z-score sum, as a fused model's

@@ -13,6 +13,7 @@ import pyterrier as pt
 from pyterrier_synthrank.frames import document_texts, query_texts
 from synthrank.rerank.base import PairScorer
 from synthrank.rerank.fusion import fuse_scores
+from synthrank.rerank.serving import AUTO, check_first_stage_setting, resolve_first_stage_weight
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,11 @@ class SynthReranker(pt.Transformer):
             synthetic data to ``evaluation.json``); for a model given by name.
         fusion_weight: the second model's weight in [0, 1].
         first_stage_weight: the input frame's own ``score`` (e.g. BM25's) mixed in by per-query z-scores with
-            this weight in [0, 1]: ``w x z(score) + (1 - w) x z(model)``. Pick it on synthetic queries, not on
-            test queries: :func:`synthrank.rerank.first_stage.pick_first_stage_weight` (the scorecard's
-            one-standard-error rule).
+            this weight in [0, 1]: ``w x z(score) + (1 - w) x z(model)``. ``"auto"`` (the default): the weight
+            ``synthrank run`` picked for BM25 on its synthetic queries and wrote into the model folder
+            (``synthrank_serving.json``; :func:`synthrank.rerank.first_stage.pick_first_stage_weight`, the
+            one-standard-error rule), 0 for a folder without one or a ready scorer; a frame without ``score``
+            is then ranked by the model alone, with a warning. Pass ``0`` after a first stage other than BM25.
 
     Example:
         >>> reranker = SynthReranker("runs/medquad/model", batch_size=64)
@@ -92,13 +95,13 @@ class SynthReranker(pt.Transformer):
         max_length: int | None = None,
         fuse_with: str | Path | None = None,
         fusion_weight: float = 0.0,
-        first_stage_weight: float = 0.0,
+        first_stage_weight: float | str = "auto",
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
-        if not 0.0 <= first_stage_weight <= 1.0:
-            raise ValueError(f"first_stage_weight must lie in [0, 1], got {first_stage_weight}")
-        self.first_stage_weight = float(first_stage_weight)
+        setting = check_first_stage_setting(first_stage_weight)
+        self.first_stage_explicit = setting != AUTO
+        self.first_stage_weight = resolve_first_stage_weight(setting, model if isinstance(model, (str, Path)) else None)
         self.batch_size = batch_size
         self.text_field = text_field
         self.verbose = verbose
@@ -133,9 +136,14 @@ class SynthReranker(pt.Transformer):
         )
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        extra = ["query", self.text_field] + (["score"] if self.first_stage_weight else [])
+        weight = self.first_stage_weight
+        if weight and not self.first_stage_explicit and "score" not in inp.columns:
+            logger.warning("%r: the input frame has no 'score' column: ranked by the model alone, without the model "
+                           "folder's first-stage weight", self)  # fmt: skip
+            weight = 0.0
+        extra = ["query", self.text_field] + (["score"] if weight else [])
         pt.validate.result_frame(inp, extra_columns=extra)
-        first_stage = inp["score"].to_numpy(dtype=np.float64) if self.first_stage_weight else None
+        first_stage = inp["score"].to_numpy(dtype=np.float64) if weight else None
         out = inp.drop(columns=["score", "rank"], errors="ignore").reset_index(drop=True)
         if len(out) == 0:
             out["score"] = pd.Series(dtype="float64")
@@ -150,7 +158,7 @@ class SynthReranker(pt.Transformer):
         if first_stage is not None:
             if not np.isfinite(first_stage).all():
                 raise ValueError(f"{who}: first_stage_weight needs a numeric 'score' on every row")
-            w = self.first_stage_weight
+            w = weight
             qids = out["qid"].astype(str).tolist()
             scores = fuse_scores(qids, [scores, first_stage], [1.0 - w, w]).astype(np.float64)
         out["score"] = scores

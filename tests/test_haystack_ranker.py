@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_to_dict_defaults() -> None:
             "kind": "auto",
             "fuse_with": None,
             "fusion_weight": 0.0,
-            "first_stage_weight": 0.0,
+            "first_stage_weight": "auto",
         },
     }
 
@@ -350,3 +351,29 @@ def test_first_stage_weight_fuses_the_retrievers_scores_as_the_core_does(scorer:
         SynthRankRanker(model="runs/m", first_stage_weight=0.3).run(query=query, documents=_docs())
     with pytest.raises(ValueError, match="first_stage_weight"):
         SynthRankRanker(model="runs/m", first_stage_weight=-0.1)
+
+
+def test_auto_serves_the_model_folders_first_stage_weight(
+    scorer: OverlapScorer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    from synthrank.rerank.serving import write_serving_settings
+
+    write_serving_settings(tmp_path, 0.3)
+    docs = [replace(d, score=s) for d, s in zip(_docs(), [1.0, 9.0, 0.5], strict=True)]
+    query = "optic nerve damage"
+
+    def ranked(**kwargs: Any) -> dict[str, float | None]:
+        out = SynthRankRanker(model=tmp_path, scale_score=False, **kwargs).run(query=query, documents=docs)
+        return {d.id: d.score for d in out["documents"]}
+
+    auto = ranked()
+    assert auto == ranked(first_stage_weight=0.3) != ranked(first_stage_weight=0.0)
+    assert SynthRankRanker.from_dict(SynthRankRanker(model=tmp_path).to_dict()).first_stage_weight == "auto"
+    # documents without a retriever score: "auto" ranks by the model alone and says so; an explicit weight refuses
+    alone = SynthRankRanker(model=tmp_path, first_stage_weight=0.0, scale_score=False).run(query=query, documents=_docs())
+    with caplog.at_level("WARNING"):
+        unscored = SynthRankRanker(model=tmp_path, scale_score=False).run(query=query, documents=_docs())
+    assert [(d.id, d.score) for d in unscored["documents"]] == [(d.id, d.score) for d in alone["documents"]]
+    assert "no retriever score" in caplog.text and "0.3" in caplog.text

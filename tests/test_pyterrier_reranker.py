@@ -195,3 +195,22 @@ def test_first_stage_weight_fuses_the_input_score_as_the_core_does() -> None:
         SynthReranker(OverlapScorer(), first_stage_weight=0.3).transform(inp.assign(score=[1.0, float("nan"), 2.0, 3.0]))
     with pytest.raises(ValueError, match="first_stage_weight"):
         SynthReranker(OverlapScorer(), first_stage_weight=1.5)
+
+
+def test_auto_serves_the_model_folders_first_stage_weight(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from synthrank.rerank.serving import write_serving_settings
+
+    monkeypatch.setattr(reranker_module, "load_pair_scorer", lambda model, **kwargs: OverlapScorer())
+    write_serving_settings(tmp_path, 0.3)
+    inp = _results()
+    auto = SynthReranker(tmp_path)
+    assert auto.first_stage_weight == 0.3 and "first_stage_weight=0.3" in repr(auto)
+    pd.testing.assert_frame_equal(auto.transform(inp), SynthReranker(tmp_path, first_stage_weight=0.3).transform(inp))
+    alone = SynthReranker(tmp_path, first_stage_weight=0).transform(inp.drop(columns=["score"]))
+    assert not alone.equals(auto.transform(inp))
+    with caplog.at_level("WARNING"):  # no first-stage score: "auto" ranks by the model alone and says so
+        pd.testing.assert_frame_equal(auto.transform(inp.drop(columns=["score"])), alone)
+    assert "no 'score' column" in caplog.text
+    assert SynthReranker(OverlapScorer()).first_stage_weight == 0.0  # a ready scorer has no folder to read

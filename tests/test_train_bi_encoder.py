@@ -199,3 +199,52 @@ def test_synthrank_run_trains_and_evaluates_a_bi_encoder_from_its_config(
     run_evaluate(run, ctx)
     systems = {s["name"]: s for s in json.loads((out / "evaluation.json").read_text())["main"]["systems"]}
     assert {"bm25", "synthrank"} <= set(systems) and systems["synthrank"]["num_queries"] == 3
+
+
+def test_the_run_writes_bm25s_weight_into_the_model_folder_and_the_adapters_serve_it(
+    tiny_beir: Path, tmp_path: Path, tiny_model: Path
+) -> None:
+    """The weight picked on the kept synthetic queries travels with the model: SynthReranker serves it unless told
+    otherwise; an evaluation with the fusion off takes it back."""
+    from synthrank.data import Passage, TrainingGroup, write_groups
+    from synthrank.pipeline import RunContext, load_run_config
+    from synthrank.pipeline.stages import run_evaluate, run_train
+    from synthrank.rerank.serving import SERVING_FILE
+    from synthrank.runner import StepContext
+
+    pytest.importorskip("pyterrier")
+    from pyterrier_synthrank import SynthReranker
+
+    out = tmp_path / "run"
+    out.mkdir()
+    corpus = {json.loads(line)["_id"]: json.loads(line) for line in (tiny_beir / "corpus.jsonl").open()}
+    synthetic = {"s1": ("optic nerve damage in the eye", "d1"), "s2": ("blood glucose hormone", "d5"),
+                 "s3": ("chronic lung airways", "d3")}  # fmt: skip
+    kept = [TrainingGroup(q, text, Passage(pos, corpus[pos]["text"]),
+                          [Passage(d, corpus[d]["text"], rank=i + 2) for i, d in enumerate(x for x in corpus if x != pos)])
+            for q, (text, pos) in synthetic.items()]  # fmt: skip
+    write_groups(out / "groups.jsonl", make_groups(n=10) + kept)
+    with (out / "candidates.jsonl").open("w", encoding="utf-8") as fh:
+        for q, (text, pos) in synthetic.items():
+            scores = {d: (5.0 if d == pos else 1.0 + i / 10) for i, d in enumerate(corpus)}
+            fh.write(json.dumps({"query_id": q, "query": text,
+                                 "candidates": [{"doc_id": d, "score": s} for d, s in scores.items()]}) + "\n")  # fmt: skip
+    config = load_run_config(None, {
+        "corpus": str(tiny_beir),
+        "train": {"model": str(tiny_model), "group_size": 4, "batch_size": 4, "max_length": 48, "epochs": 1,
+                  "options": {"architecture": "bi-encoder", "merge_with_base": 0.5, "num_threads": 1}},
+        "evaluate": {"top_k": 5, "baselines": ["bm25"], "fusion": False, "zero_shot_model": str(tiny_model)},
+    })  # fmt: skip
+    run, ctx = RunContext(config, out, show_progress=False), StepContext(out, {})
+    model_dir = Path(run_train(run, ctx)["model_dir"])
+    run_evaluate(run, ctx)
+    picked = json.loads((out / "evaluation.json").read_text())["first_stage_fusion"]
+    served = json.loads((model_dir / SERVING_FILE).read_text())
+    assert served["first_stage_weight"] == picked["weight"] and served["queries"] == picked["queries"] == 3
+    assert picked["weight"] > 0 and SynthReranker(model_dir).first_stage_weight == picked["weight"]
+    assert SynthReranker(model_dir, first_stage_weight=0).first_stage_weight == 0.0
+    assert SynthReranker(model_dir, first_stage_weight=0.7).first_stage_weight == 0.7
+    off = load_run_config(None, {**{k: config[k] for k in ("corpus", "train")},
+                                 "evaluate": {**config["evaluate"], "first_stage_fusion": False}})  # fmt: skip
+    run_evaluate(RunContext(off, out, show_progress=False), ctx)
+    assert not (model_dir / SERVING_FILE).exists() and SynthReranker(model_dir).first_stage_weight == 0.0

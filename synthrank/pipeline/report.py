@@ -84,8 +84,9 @@ def _evaluation_section(output_dir: Path) -> list[str]:
             lines += ["", f"The BM25-fused row weighs BM25's z-scores {first_stage['weight']:.1f} and the trained "
                       f"model's {1 - first_stage['weight']:.1f}: the least BM25 weight within one standard error of "
                       f"the best ({first_stage['best_weight']:.1f}) on {first_stage['queries']} kept synthetic queries. "
-                      f"Serve it with `first_stage_weight={first_stage['weight']:.1f}` (SynthReranker, "
-                      "SynthRankRanker)."]  # fmt: skip
+                      "The trained model's folder carries the weight (synthrank_serving.json): SynthReranker and "
+                      "SynthRankRanker serve it by default (`first_stage_weight=\"auto\"`, here "
+                      f"`first_stage_weight={first_stage['weight']:.1f}`; `0` serves the model alone)."]  # fmt: skip
         if "usage" in part:
             lines += [
                 "",

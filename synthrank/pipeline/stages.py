@@ -331,7 +331,7 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     zero_shot = scorers.get("zero-shot bi-encoder") or BiEncoderScorer(
         e["zero_shot_model"], batch_size=e["batch_size"], dtype=dtype
     )
-    first_stage = _pick_first_stage_weight(run, ctx, zero_shot) if e["first_stage_fusion"] else None
+    first_stage = _serve_first_stage_weight(run, ctx, zero_shot)
     fusions = {FIRST_STAGE_FUSED_NAME: ("synthrank", first_stage["weight"])} if first_stage else {}
     report = evaluate_systems(dataset, retriever, scorers, split=e["split"], top_k=e["top_k"], compare_to=baselines,
                               first_stage_fusions=fusions, show_progress=run.show_progress)  # fmt: skip
@@ -390,6 +390,22 @@ def _pick_first_stage_weight(run: RunContext, ctx: StepContext, zero_shot: Any) 
     return picked
 
 
+def _serve_first_stage_weight(run: RunContext, ctx: StepContext, zero_shot: Any) -> dict[str, Any] | None:
+    """Pick BM25's fusion weight (``evaluate.first_stage_fusion``) and write it into the trained model's folder,
+    which the adapters serve by default; with the fusion off, a weight written by an earlier evaluation goes."""
+    from synthrank.rerank.serving import SERVING_FILE, write_serving_settings
+
+    model_dir = trained_model_dir(ctx.output_dir)
+    picked = _pick_first_stage_weight(run, ctx, zero_shot) if run.config["evaluate"]["first_stage_fusion"] else None
+    if picked is None:
+        (model_dir / SERVING_FILE).unlink(missing_ok=True)
+        return None
+    write_serving_settings(model_dir, picked["weight"], best_weight=picked["best_weight"], queries=picked["queries"],
+                           picked_on="the run's kept synthetic queries (candidates.jsonl), one-standard-error rule",
+                           scorer=run.config["evaluate"]["zero_shot_model"])  # fmt: skip
+    return picked
+
+
 def _mine_without_denoiser(run: RunContext, ctx: StepContext, query_ids: set[str]) -> list[TrainingGroup]:
     """The given queries' groups as the mine step makes them, minus the denoiser (BM25 negatives only)."""
     from synthrank.mine import HardNegativeMiner, read_mining_queries
@@ -435,9 +451,13 @@ def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]
         raise SynthrankError("nothing to evaluate on: the corpus has no qrels and no synthetic query was held out")
     dev = DevSet.from_groups(dev_groups)
     kw = {"batch_size": e["batch_size"], "dtype": evaluation_dtype(e["dtype"])}
-    systems = {"zero-shot bi-encoder": dev.evaluate(BiEncoderScorer(e["zero_shot_model"], **kw)),
+    zero_shot = BiEncoderScorer(e["zero_shot_model"], **kw)
+    systems = {"zero-shot bi-encoder": dev.evaluate(zero_shot),
                "synthrank": dev.evaluate(load_scorer(trained_model_dir(ctx.output_dir), **kw))}  # fmt: skip
-    write_json(ctx.path("evaluation.json"), {"held_out_synthetic": systems})
+    # a user's own corpus has no judged queries: the served model still gets its BM25 weight
+    first_stage = _serve_first_stage_weight(run, ctx, zero_shot)
+    write_json(ctx.path("evaluation.json"), {"held_out_synthetic": systems,
+                                             **({"first_stage_fusion": first_stage} if first_stage else {})})
     ctx.path("evaluation.txt").write_text(
         "\n".join(f"{name}: {metrics}" for name, metrics in systems.items()) + "\n", encoding="utf-8"
     )
