@@ -89,6 +89,9 @@ ROW_LABELS = {
     "zero-shot+bm25": "zero-shot MiniLM + BM25 fusion",
     "zero-shot+bm25se": "zero-shot MiniLM + BM25 fusion (1-SE weight)",
 }
+DEFAULT_ROW = "synthrank@quick+bm25se"
+"""What ``synthrank run`` trains and the adapters serve: the quick recipe (the run's default since #19), fused
+with BM25 at the weight the run picks on its own synthetic queries (``first_stage_weight="auto"`` since #18)."""
 FUSIONS: dict[str, str] = {"+bm25": "weight", "+bm25se": "weight_1se"}
 """Fused-row suffix -> the weight of the run's ``bm25-weight`` cell it uses: the best on the synthetic queries, or
 the least BM25 within one standard error of the best (the one-standard-error rule)."""
@@ -310,17 +313,27 @@ def _count_lines(path: Path) -> int:
 # ---------------------------------------------------------------------------------------------- training rows
 
 
-def training_split(folder: Path) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    """The run's own train/dev split of its labelled groups, and its train section (the default recipe)."""
+def training_split(folder: Path, overlay: dict[str, Any] | None = None) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """The run's own train/dev split of its groups, and its train section with a lever's ``overlay`` laid over it.
+
+    The held-out unit is the section's ``dev_holdout``; a folder made before passages were the unit (no such key)
+    keeps its query split unless the overlay names one."""
     from synthrank.data import read_groups
     from synthrank.pipeline import split_dev
 
-    section = json.loads((folder / "run_config.json").read_text())["train"]
+    section = deep_merge(json.loads((folder / "run_config.json").read_text())["train"], overlay or {})
     groups = read_groups(folder / "groups.jsonl")
-    # folders made before passages were the held-out unit keep their query split (their cells were trained on it)
     holdout = section.get("dev_holdout", "query")
     train, dev = split_dev(groups, float(section["dev_fraction"]), int(section["seed"]), holdout=holdout)
-    return train, dev, section
+    return train, dev, {**section, "dev_holdout": holdout}
+
+
+def trained_holdout(cell: dict[str, Any], folder: Path) -> str:
+    """The dev split a cell was trained on: recorded since passages became a unit; before, the folder's own."""
+    recorded = cell.get("dev_holdout")
+    if recorded:
+        return str(recorded)
+    return str(json.loads((folder / "run_config.json").read_text())["train"].get("dev_holdout", "query"))
 
 
 def read_labels(folder: Path) -> dict[str, dict[str, float]]:
@@ -527,13 +540,18 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
         _, ranking = evaluator.zero_shot()
         for suffix, key in zip(FUSIONS, zero_fused, strict=True):
             card.put(key, evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key][FUSIONS[suffix]]))
-    train, dev, section = training_split(folder)
-    if variant and data_variant(variant, variants) is None:
-        section = deep_merge(section, variants[variant].get("train") or {})
+    # a lever's train settings (a data lever's are already in its folder's config: laying them again changes
+    # nothing, unless the YAML gained one since, such as dev_holdout)
+    train, dev, section = training_split(folder, (variants.get(variant) or {}).get("train") if variant else None)
     train_qids = {g.query_id for g in train}
     for seed in seeds:
         key = cell_key(corpus.name, budget, row, seed)
         saved = folder / "scorecard" / "rankings" / f"{row}-seed{seed}.json"
+        if card.has(key) and trained_holdout(card.data["cells"][key], folder) != section["dev_holdout"]:
+            logger.info("%s was trained on the %s dev split, the row now holds out by %s: trained again", key,
+                        trained_holdout(card.data["cells"][key], folder), section["dev_holdout"])  # fmt: skip
+            for stale in [key, *(cell_key(corpus.name, budget, f"{row}{suffix}", seed) for suffix in FUSIONS)]:
+                card.data["cells"].pop(stale, None)
         if card.has(key):
             if recipe == "synthrank" and saved.exists():  # a fusion rule added after the model was trained
                 for suffix, weight_name in FUSIONS.items():
@@ -549,7 +567,7 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
         model_dir, info = train_row(recipe, folder, train, dev, train_qids, section, seed, out, evaluator.dataset.corpus)
         train_seconds = time.perf_counter() - t0
         result, ranking = evaluator.run_with_ranking(row, evaluator.scorer(model_dir))
-        result.update(info, train_seconds=round(train_seconds, 1))
+        result.update(info, train_seconds=round(train_seconds, 1), dev_holdout=section["dev_holdout"])
         if recipe == "synthrank":  # the same model fused with BM25 at the run's weights (levers: their own rows)
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(ranking), encoding="utf-8")  # kept (not committed) for fusion rules to come
@@ -667,10 +685,15 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                 if fusion and fusion in fused_zeros:
                     entry["rows"][row]["vs_zero_shot_fused"] = paired(m["per_query"], fused_zeros[fusion]["per_query"])
             peers = [r for r in PEERS if r in entry["rows"]]
-            if "synthrank" in entry["rows"] and peers:
+            if peers:
                 best = max(peers, key=lambda r: entry["rows"][r]["mean"])
                 entry["best_peer"] = best
-                entry["vs_best_peer"] = paired(entry["rows"]["synthrank"]["_per_query"], entry["rows"][best]["_per_query"])
+                for ours in ("synthrank", DEFAULT_ROW):
+                    if ours in entry["rows"]:
+                        entry["rows"][ours]["vs_best_peer"] = paired(entry["rows"][ours]["_per_query"],
+                                                                     entry["rows"][best]["_per_query"])  # fmt: skip
+                if "synthrank" in entry["rows"]:
+                    entry["vs_best_peer"] = entry["rows"]["synthrank"]["vs_best_peer"]
             for r in entry["rows"].values():
                 r.pop("_per_query")
             run = card.data["runs"].get(f"{corpus}/{budget}")
@@ -682,8 +705,32 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
         gains = [table[c]["rows"]["synthrank"]["gain"] for c in counted if "synthrank" in table[c]["rows"]]
         out[budget] = {"corpora": table,
                        "mean_gain_synthrank": statistics.fmean(gains) if gains else None,
-                       "mean_gain_over": [c for c in counted if "synthrank" in table[c]["rows"]]}  # fmt: skip
+                       "mean_gain_over": [c for c in counted if "synthrank" in table[c]["rows"]],
+                       "default": default_criteria(table, counted)}  # fmt: skip
     return out
+
+
+def default_criteria(table: dict[str, Any], counted: Sequence[str]) -> dict[str, Any] | None:
+    """The issue's terms for :data:`DEFAULT_ROW` at one budget: its mean gain over the zero-shot encoder, the
+    corpora where that gain is significant (p < 0.05), where it is significantly below, and where the best peer's
+    mean is above it."""
+    present = [c for c in counted if DEFAULT_ROW in table[c]["rows"]]
+    if not present:
+        return None
+    rows = {c: table[c]["rows"][DEFAULT_ROW] for c in present}
+
+    def significant(test: dict[str, float] | None, sign: int) -> bool:
+        return bool(test) and test["p_value"] < 0.05 and sign * test["delta"] > 0  # type: ignore[index]
+
+    return {
+        "corpora": present,
+        "mean_gain": statistics.fmean(r["gain"] for r in rows.values()),
+        "significant_gain": [c for c, r in rows.items() if significant(r["vs_zero_shot"], +1)],
+        "significantly_below_zero_shot": [c for c, r in rows.items() if significant(r["vs_zero_shot"], -1)],
+        "below_best_peer": [c for c, r in rows.items() if table[c].get("best_peer")
+                            and table[c]["rows"][table[c]["best_peer"]]["mean"] > r["mean"]],
+        "peers_compared": [c for c in present if table[c].get("best_peer")],
+    }  # fmt: skip
 
 
 ROW_RECIPES = {
@@ -719,8 +766,15 @@ def row_label(row: str) -> str:
         return row_label(row.removesuffix("+bm25")) + " + BM25 fusion"
     recipe, variant = split_row(row)
     if recipe == "synthrank" and variant == "quick":
-        return "synthrank (default recipe: `quick`)"
+        return "synthrank default recipe (`quick`), model alone"
     return ROW_LABELS[recipe] + (f" + lever `{variant}`" if variant else "")
+
+
+def display_label(row: str) -> str:
+    if row == DEFAULT_ROW:
+        return ("**synthrank default, as served** (recipe `quick` + BM25 at the run's 1-SE weight: what "
+                "`synthrank run` trains and the adapters serve)")  # fmt: skip
+    return row_label(row)
 
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -743,6 +797,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append("| row | " + " | ".join(corpora) + " |")
         lines.append("|---|" + "---:|" * len(corpora))
         present = list(dict.fromkeys(r for c in block["corpora"].values() for r in c["rows"]))
+        present.sort(key=lambda r: r != DEFAULT_ROW)  # the served default first, then rows as measured
         for row in ("bm25", "zero-shot", *(f"zero-shot{f}" for f in FUSIONS), *present):
             cells = []
             for c in corpora:
@@ -763,13 +818,15 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                     cells.append(f"{r['mean']:.4f} ± {r['std']:.4f} ({w}{r['gain']:+.4f}{p}{partial})")
                 else:
                     cells.append("not run")
-            lines.append(f"| {row_label(row)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {display_label(row)} | " + " | ".join(cells) + " |")
         extra = []
         for c in corpora:
             e = block["corpora"][c]
-            if e.get("vs_best_peer"):
-                t = e["vs_best_peer"]
-                extra.append(f"{c}: synthrank vs {ROW_LABELS[e['best_peer']]} {t['delta']:+.4f} (p {t['p_value']:.2g})")
+            for ours in (DEFAULT_ROW, "synthrank"):
+                t = e["rows"].get(ours, {}).get("vs_best_peer")
+                if t:
+                    extra.append(f"{c}: {row_label(ours)} vs {ROW_LABELS[e['best_peer']]} {t['delta']:+.4f} "
+                                 f"(p {t['p_value']:.2g})")  # fmt: skip
             for row, r in e["rows"].items():
                 if r.get("data") and not fusion_of(row):
                     d = r["data"]
@@ -785,8 +842,17 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 extra.append(f"{c}: {llm['calls']} LLM calls, {minutes}, {e.get('training_groups')} groups")
         mean = block["mean_gain_synthrank"]
         lines += ["", *[f"- {x}" for x in extra],
-                  f"- mean gain of the default recipe over {', '.join(block['mean_gain_over']) or 'no corpus yet'}: "
-                  + (f"{mean:+.4f}" if mean is not None else "–"), ""]  # fmt: skip
+                  f"- mean gain of the judged recipe over {', '.join(block['mean_gain_over']) or 'no corpus yet'}: "
+                  + (f"{mean:+.4f}" if mean is not None else "–")]  # fmt: skip
+        d = block.get("default")
+        if d:
+            peers = (f"below the best peer on {', '.join(d['below_best_peer']) or 'none'} of "
+                     f"{', '.join(d['peers_compared'])}" if d["peers_compared"] else "no peer at this budget")
+            lines.append(f"- **the default as served** over {', '.join(d['corpora'])}: mean gain {d['mean_gain']:+.4f}; "
+                         f"significant (p < 0.05) on {len(d['significant_gain'])} ({', '.join(d['significant_gain']) or '-'}); "
+                         f"significantly below the zero-shot model on {', '.join(d['significantly_below_zero_shot']) or 'none'}; "
+                         f"{peers}")  # fmt: skip
+        lines.append("")
     return "\n".join(lines)
 
 

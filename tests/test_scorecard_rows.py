@@ -51,3 +51,61 @@ def test_a_folder_from_before_passage_units_keeps_its_query_split(scorecard: Mod
     for dev, whole in ((old_dev, False), (new_dev, True)):
         held = {g.meta["source_doc_id"] for g in dev}
         assert dev and (len(dev) == 3 * len(held)) is whole  # passage units hold out all three queries of a passage
+    # a lever's YAML that names the unit moves an old folder to it; cells say which split trained them
+    (tmp_path / "run_config.json").write_text(json.dumps({"train": section}))
+    _, lever_dev, lever_section = scorecard.training_split(tmp_path, {"dev_holdout": "passage"})
+    assert lever_dev == new_dev and lever_section["dev_holdout"] == "passage"
+    assert scorecard.training_split(tmp_path)[2]["dev_holdout"] == "query"
+    assert scorecard.trained_holdout({}, tmp_path) == "query"  # a cell from before the field: the folder's split
+    assert scorecard.trained_holdout({"dev_holdout": "passage"}, tmp_path) == "passage"
+
+
+def test_a_cell_trained_on_another_dev_split_is_trained_again(scorecard: ModuleType, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    folder = tmp_path / "vaswani-default@quick"
+    (folder / ".steps").mkdir(parents=True)
+    (folder / ".steps" / "label.json").write_text("{}")
+    groups = [TrainingGroup(f"q{i}", "query", Passage(f"d{i // 3}", "text"), [Passage("x", "other")],
+                            meta={"source_doc_id": f"d{i // 3}"}) for i in range(30)]  # fmt: skip
+    write_groups(folder / "groups.jsonl", groups)
+    (folder / "run_config.json").write_text(json.dumps({"train": {"dev_fraction": 0.2, "seed": 42}}))
+    card = scorecard.Scorecard(tmp_path / "card.json", {})
+    ok = {"metrics": {"nDCG@10": 0.5}, "per_query": {"1": 0.5}}
+    for key in ("vaswani/-/bm25", "vaswani/-/zero-shot"):
+        card.put(key, ok)
+    card.put("vaswani/default/bm25-weight@quick", {"weight": 0.3, "weight_1se": 0.2})
+    card.put("vaswani/default/synthrank@quick/seed1", {**ok, "groups": 1})  # before the field: the folder's split
+    card.put("vaswani/default/synthrank@quick/seed2", {**ok, "groups": 2, "dev_holdout": "passage"})
+    trained: list[tuple[int, str]] = []
+
+    def fake_train(row: str, folder: Path, train: list, dev: list, qids: set, section: dict, seed: int,
+                   out: Path, corpus: dict) -> tuple[Path, dict]:  # fmt: skip
+        trained.append((seed, section["dev_holdout"]))
+        return out, {"groups": len(train)}
+
+    class FakeEvaluator:
+        dataset = type("D", (), {"corpus": {}})()
+
+        def scorer(self, model_dir: Path) -> None:
+            return None
+
+        def run_with_ranking(self, name: str, scorer: object) -> tuple[dict, dict]:
+            return {"metrics": {"nDCG@10": 0.6}, "per_query": {"1": 0.6}}, {"1": {"d0": 1.0}}
+
+        def fused_with_bm25(self, ranking: dict, weight: float) -> dict:
+            return {"metrics": {"nDCG@10": 0.7}, "per_query": {"1": 0.7}, "bm25_weight": weight}
+
+    monkeypatch.setattr(scorecard, "train_row", fake_train)
+    quick = {"scorecard": {"passages": {"default": 20}}, "label": {"enabled": False},
+             "train": {"dev_holdout": "passage"}}  # fmt: skip
+    corpus = scorecard.Corpus("vaswani", "vaswani", "test")
+    scorecard.run_rows(corpus, "default", tmp_path, card, "synthrank@quick", [1, 2], lambda c: FakeEvaluator(),
+                       {"quick": quick})  # fmt: skip
+    assert trained == [(1, "passage")]  # seed 2 already held out by passage
+    cells = json.loads((tmp_path / "card.json").read_text())["cells"]
+    assert cells["vaswani/default/synthrank@quick/seed1"]["dev_holdout"] == "passage"
+    assert cells["vaswani/default/synthrank@quick/seed1"]["metrics"]["nDCG@10"] == 0.6
+    assert cells["vaswani/default/synthrank@quick+bm25se/seed1"]["bm25_weight"] == 0.2
+    scorecard.run_rows(corpus, "default", tmp_path, card, "synthrank@quick", [1, 2], lambda c: FakeEvaluator(),
+                       {"quick": quick})  # fmt: skip
+    assert trained == [(1, "passage")]  # a rerun trains nothing
