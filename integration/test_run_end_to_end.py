@@ -110,6 +110,9 @@ def test_run_end_to_end_then_everything_is_skipped(tmp_path: Path, llama_server:
     assert len(picked["table"]) == 11 and picked["table"][f"{picked['weight']:.1f}"] >= (
         max(picked["table"].values()) - picked["se"] - 1e-9
     )
+    # the weight travels with the model: the adapters serve it by default
+    served = json.loads((model_dir / "synthrank_serving.json").read_text())
+    assert served["first_stage_weight"] == picked["weight"] and served["first_stage"] == "bm25"
     by_name = {s["name"]: s for s in evaluation["systems"]}
     assert by_name["synthrank + BM25 (fused)"]["seconds"] == by_name["synthrank"]["seconds"]  # a re-sort, no model
     if "fusion" in evaluated:  # its cost is both models' (their scores are computed once and shared)
