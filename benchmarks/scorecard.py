@@ -869,6 +869,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     for ax, budget in zip(axes[0], budgets, strict=True):
         corpora = list(summary[budget]["corpora"])
         rows = list(dict.fromkeys(r for c in corpora for r in summary[budget]["corpora"][c]["rows"]))
+        rows.sort(key=lambda r: r != DEFAULT_ROW)  # the served default first
         width = 0.8 / max(1, len(rows))
         for i, row in enumerate(rows):
             xs, ys, es = [], [], []
@@ -879,7 +880,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
                     ys.append(r["gain"])
                     es.append(r["gain_std"])
             if xs:
-                ax.bar(xs, ys, width, yerr=es, capsize=3, label=row_label(row))
+                label = "synthrank default, as served" if row == DEFAULT_ROW else row_label(row)
+                ax.bar(xs, ys, width, yerr=es, capsize=3, label=label)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(corpora)), corpora, rotation=20, fontsize=8)
         ax.set_title(f"budget {budget}: nDCG@10 gain over zero-shot MiniLM")
