@@ -31,7 +31,8 @@ Levers are measured as variants (``--variants realistic=benchmarks/configs/score
 variant's YAML is laid over the run config, its own ``synthrank run`` writes its own data at the same budget, and
 its row ``synthrank@NAME`` trains with the default recipe on that data; a variant whose YAML holds only a
 ``train`` section is a training lever: it costs no LLM call, reuses the default data, and trains with its
-settings laid over the run's; a lever that loses stays in the table.
+settings laid over the run's; with ``scorecard: {data: OTHER}`` it trains on variant OTHER's data instead (a
+training lever of that recipe); a lever that loses stays in the table.
 
 Every result is written to the JSON as soon as it exists and a rerun skips it; the LLM runs resume as
 ``synthrank run`` does. Phases: ``data`` (the LLM runs), ``rows`` (training and evaluation), ``report``
@@ -193,8 +194,15 @@ def run_dir(work: Path, corpus: str, budget: str, variant: str | None = None) ->
 
 
 def data_variant(variant: str | None, variants: dict[str, dict[str, Any]]) -> str | None:
-    """The variant whose data a row trains on: a training-only lever trains on the default data."""
-    if variant is None or set(variants.get(variant, {})) <= {"train"}:
+    """The variant whose data a row trains on: a training-only lever trains on the default data, or on another
+    variant's with ``scorecard: {data: NAME}`` (a training lever of that recipe: no LLM call of its own)."""
+    if variant is None:
+        return None
+    overlay = variants.get(variant, {})
+    shared = (overlay.get("scorecard") or {}).get("data")
+    if shared:
+        return str(shared)
+    if set(overlay) <= {"train"}:
         return None
     return variant
 
@@ -669,7 +677,8 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                                       "vs_zero_shot": paired(m["per_query"], zero["per_query"])}  # fmt: skip
                 entry["rows"][row]["_per_query"] = m["per_query"]
                 variant = split_row(unfused(row))[1]
-                data_run = card.data["runs"].get(f"{corpus}/{budget}@{variant}") if variant else None
+                data = data_variant(variant, card.data["meta"].get("variants") or {}) if variant else None
+                data_run = card.data["runs"].get(f"{corpus}/{budget}@{data}") if data else None
                 if data_run:
                     entry["rows"][row]["llm"] = data_run["usage"].get("calls")
                     entry["rows"][row]["data"] = {"passages": data_run.get("passages"),
@@ -933,6 +942,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not vname or not vpath or not Path(vpath).is_file():
             parser.error(f"--variants wants NAME=existing.yaml, got {item!r}")
         variants[vname] = yaml.safe_load(Path(vpath).read_text()) or {}
+    for vname, overlay in variants.items():
+        shared = (overlay.get("scorecard") or {}).get("data")
+        if shared and (shared not in variants or data_variant(shared, variants) != shared):
+            parser.error(f"--variants: {vname} trains on {shared}'s data: give {shared}=its.yaml (a data lever) too")
+        if shared and set(overlay) - {"train", "scorecard"}:
+            parser.error(f"--variants: {vname} trains on {shared}'s data, so it may only set train (and scorecard)")
     levers = [f"synthrank@{v}" for v in variants if f"synthrank@{v}" not in rows]
     at = rows.index("synthrank") + 1 if "synthrank" in rows else len(rows)
     rows[at:at] = levers  # each lever right after the default recipe it varies, before the peers
@@ -968,7 +983,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in corpora if needs_base else ():
                 failed |= not run_data(CORPORA[name], budget, args.work_dir, base, card, synthrank_cmd)
             for vname, overlay in variants.items():
-                if data_variant(vname, variants) is None:
+                if data_variant(vname, variants) != vname:
                     continue  # a training lever: no data of its own
                 for name in corpora:
                     passages = variant_passages(overlay, CORPORA[name], budget, card)

@@ -109,3 +109,24 @@ def test_a_cell_trained_on_another_dev_split_is_trained_again(scorecard: ModuleT
     scorecard.run_rows(corpus, "default", tmp_path, card, "synthrank@quick", [1, 2], lambda c: FakeEvaluator(),
                        {"quick": quick})  # fmt: skip
     assert trained == [(1, "passage")]  # a rerun trains nothing
+
+
+def test_a_lever_can_train_on_another_levers_data(scorecard: ModuleType, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """quick-2ep = the quick recipe's data, trained for 2 epochs: no LLM run of its own, quick's folder and weight."""
+    quick = {"scorecard": {"passages": {"default": 20}}, "label": {"enabled": False}}
+    two = {"scorecard": {"data": "quick"}, "train": {"epochs": 2}}
+    variants = {"quick": quick, "quick-2ep": two}
+    assert scorecard.data_variant("quick-2ep", variants) == "quick" == scorecard.data_variant("quick", variants)
+    assert scorecard.data_variant("longer", {"longer": {"train": {"epochs": 6}}}) is None
+    assert not scorecard.needs_base_data(["synthrank@quick-2ep"], variants)
+    for bad, message in (({"quick-2ep": two}, "give quick=its.yaml"),
+                         ({"quick": quick, "quick-2ep": {**two, "generate": {"n_per_type": 1}}}, "may only set train")):
+        paths = []
+        for name, overlay in bad.items():
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(json.dumps(overlay))  # JSON is YAML
+            paths.append(f"{name}={path}")
+        with pytest.raises(SystemExit):
+            scorecard.main(["--phase", "report", "--variants", ",".join(paths), "--output", str(tmp_path / "c.json")])
+        assert message in capsys.readouterr().err
