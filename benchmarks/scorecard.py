@@ -775,15 +775,22 @@ def row_label(row: str) -> str:
         return row_label(row.removesuffix("+bm25")) + " + BM25 fusion"
     recipe, variant = split_row(row)
     if recipe == "synthrank" and variant == "quick":
-        return "synthrank default recipe (`quick`), model alone"
+        return "synthrank default recipe (`quick`)"
     return ROW_LABELS[recipe] + (f" + lever `{variant}`" if variant else "")
 
 
 def display_label(row: str) -> str:
+    """A table row's label: the served default spelled out, the default's model on its own said so."""
     if row == DEFAULT_ROW:
         return ("**synthrank default, as served** (recipe `quick` + BM25 at the run's 1-SE weight: what "
                 "`synthrank run` trains and the adapters serve)")  # fmt: skip
+    if row == unfused(DEFAULT_ROW):
+        return row_label(row) + ", model alone"
     return row_label(row)
+
+
+def short_label(row: str) -> str:
+    return "synthrank default, as served" if row == DEFAULT_ROW else row_label(row)
 
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -834,17 +841,17 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             for ours in (DEFAULT_ROW, "synthrank"):
                 t = e["rows"].get(ours, {}).get("vs_best_peer")
                 if t:
-                    extra.append(f"{c}: {row_label(ours)} vs {ROW_LABELS[e['best_peer']]} {t['delta']:+.4f} "
+                    extra.append(f"{c}: {short_label(ours)} vs {ROW_LABELS[e['best_peer']]} {t['delta']:+.4f} "
                                  f"(p {t['p_value']:.2g})")  # fmt: skip
             for row, r in e["rows"].items():
                 if r.get("data") and not fusion_of(row):
                     d = r["data"]
                     minutes = f"{d['llm_minutes']:.1f} LLM-min" if d.get("llm_minutes") else "LLM time unknown"
-                    extra.append(f"{c}: {row_label(row)}'s data: {r['llm']} LLM calls, {minutes}, "
+                    extra.append(f"{c}: {short_label(row)}'s data: {r['llm']} LLM calls, {minutes}, "
                                  f"{d['passages']} passages, {d['groups']} groups")  # fmt: skip
                 if r.get("vs_synthrank"):
                     t = r["vs_synthrank"]
-                    extra.append(f"{c}: {row_label(row)} vs the default recipe {t['delta']:+.4f} (p {t['p_value']:.2g})")
+                    extra.append(f"{c}: {short_label(row)} vs the judged recipe {t['delta']:+.4f} (p {t['p_value']:.2g})")
             if e.get("llm"):
                 llm = e["llm"]
                 minutes = f"{llm['llm_minutes']:.1f} LLM-min" if llm.get("llm_minutes") else "LLM time unknown"
