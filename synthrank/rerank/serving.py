@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from synthrank.data.jsonl import write_json
 from synthrank.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -28,10 +29,7 @@ def write_serving_settings(model_dir: str | Path, first_stage_weight: float, **p
     if not 0.0 <= float(first_stage_weight) <= 1.0:
         raise ValueError(f"first_stage_weight must lie in [0, 1], got {first_stage_weight}")
     path = Path(model_dir) / SERVING_FILE
-    data = {"first_stage_weight": float(first_stage_weight), "first_stage": "bm25", **provenance}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, {"first_stage_weight": float(first_stage_weight), "first_stage": "bm25", **provenance}, indent=1)
     return path
 
 
