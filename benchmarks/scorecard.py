@@ -555,9 +555,10 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
     for seed in seeds:
         key = cell_key(corpus.name, budget, row, seed)
         saved = folder / "scorecard" / "rankings" / f"{row}-seed{seed}.json"
-        if card.has(key) and trained_holdout(card.data["cells"][key], folder) != section["dev_holdout"]:
+        trained_on = trained_holdout(card.data["cells"][key], folder) if card.has(key) else section["dev_holdout"]
+        if trained_on != section["dev_holdout"]:
             logger.info("%s was trained on the %s dev split, the row now holds out by %s: trained again", key,
-                        trained_holdout(card.data["cells"][key], folder), section["dev_holdout"])  # fmt: skip
+                        trained_on, section["dev_holdout"])  # fmt: skip
             for stale in [key, *(cell_key(corpus.name, budget, f"{row}{suffix}", seed) for suffix in FUSIONS)]:
                 card.data["cells"].pop(stale, None)
         if card.has(key):
@@ -701,8 +702,6 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                     if ours in entry["rows"]:
                         entry["rows"][ours]["vs_best_peer"] = paired(entry["rows"][ours]["_per_query"],
                                                                      entry["rows"][best]["_per_query"])  # fmt: skip
-                if "synthrank" in entry["rows"]:
-                    entry["vs_best_peer"] = entry["rows"]["synthrank"]["vs_best_peer"]
             for r in entry["rows"].values():
                 r.pop("_per_query")
             run = card.data["runs"].get(f"{corpus}/{budget}")
