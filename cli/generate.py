@@ -120,6 +120,12 @@ def _split(value: Any) -> list[str]:
     type=int,
     help="Ask each passage for only this many of the types (seeded rotation): fewer calls, same diversity.",
 )
+@click.option(
+    "--search-task",
+    default=None,
+    help="One sentence on who searches this corpus and for what (e.g. 'scientists checking whether a claim is "
+    "supported by a research abstract'): every query is written as they would.",
+)
 @click.option("--personas-per-passage", default=_D["personas_per_passage"], show_default=True, type=int)
 @click.option(
     "--personas",

@@ -44,6 +44,10 @@ def _check_corpus(corpus: Any) -> None:
 @click.option("--backend", default=None, type=click.Choice(["memory", "elasticsearch"]), help="BM25 backend for mining.")
 @click.option("--es-url", default=None, help="Elasticsearch URL (implies --backend elasticsearch).")
 @click.option("--max-passages", default=None, type=int, help="Budget: corpus passages to write queries for.")
+@click.option("--search-task", default=None,
+              help="One sentence on who searches this corpus and for what (e.g. 'scientists checking whether a claim "
+                   "is supported by a research abstract'): the LLM writes every query as they would "
+                   "[default: none, the query types alone; generate.search_task in the config].")
 @click.option("--architecture", default=None, type=click.Choice(["bi-encoder", "cross-encoder"]),
               help="Reranker to train [default: bi-encoder, the zero-shot encoder tuned and merged back; "
               "cross-encoder, a fresh relevance head, for budgets of many hundreds of queries].")
@@ -62,7 +66,7 @@ def _check_corpus(corpus: Any) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @friendly_errors
 def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm_model: str | None, base_url: str | None,
-        backend: str | None, es_url: str | None, max_passages: int | None, architecture: str | None, label: bool | None, eval_data: str | None,
+        backend: str | None, es_url: str | None, max_passages: int | None, search_task: str | None, architecture: str | None, label: bool | None, eval_data: str | None,
         eval_split: str | None, eval_max_queries: int | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
     """Train a reranker for a corpus with no human labels, then evaluate it; resumable step by step.
 
@@ -77,7 +81,7 @@ def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm
     overrides: dict[str, Any] = {}
     for dotted, value in (
         ("corpus", corpus), ("llm.model", llm_model), ("llm.base_url", base_url), ("mine.backend", backend),
-        ("mine.elasticsearch.url", es_url), ("generate.max_passages", max_passages), ("train.architecture", architecture), ("evaluate.data", eval_data),
+        ("mine.elasticsearch.url", es_url), ("generate.max_passages", max_passages), ("generate.search_task", search_task), ("train.architecture", architecture), ("evaluate.data", eval_data),
         ("evaluate.split", eval_split), ("evaluate.max_queries", eval_max_queries),
     ):  # fmt: skip
         if value is not None:

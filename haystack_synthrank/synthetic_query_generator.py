@@ -72,6 +72,7 @@ class SyntheticQueryGenerator:
         seed: int = 0,
         max_queries: int | None = None,
         batch_size: int = 4,
+        search_task: str | None = None,
         dedup: bool = True,
         min_words: int | None = 2,
         max_words: int | None = 40,
@@ -98,6 +99,8 @@ class SyntheticQueryGenerator:
         :param seed: seed of persona draws and sampling.
         :param max_queries: stop once this many queries are kept.
         :param batch_size: documents whose calls are sent together.
+        :param search_task: one sentence on who searches these documents and for what; every query is written
+            as they would (``None``: the query types alone).
         :param dedup: drop queries already kept (normalised text).
         :param min_words: shortest query kept (``None``: no bound).
         :param max_words: longest query kept (``None``: no bound).
@@ -122,6 +125,7 @@ class SyntheticQueryGenerator:
         self.seed = seed
         self.max_queries = max_queries
         self.batch_size = batch_size
+        self.search_task = search_task
         self.dedup = dedup
         self.min_words = min_words
         self.max_words = max_words
@@ -148,6 +152,7 @@ class SyntheticQueryGenerator:
             "seed": self.seed,
             "max_queries": self.max_queries,
             "batch_size": self.batch_size,
+            "search_task": self.search_task,
         }
         if self.query_types is not None:
             options["query_types"] = list(self.query_types)
@@ -183,6 +188,7 @@ class SyntheticQueryGenerator:
             seed=self.seed,
             max_queries=self.max_queries,
             batch_size=self.batch_size,
+            search_task=self.search_task,
             dedup=self.dedup,
             min_words=self.min_words,
             max_words=self.max_words,

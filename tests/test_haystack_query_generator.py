@@ -161,6 +161,7 @@ def test_to_dict_from_dict_yaml_and_no_secret_in_a_dump(monkeypatch: pytest.Monk
         "seed": 0,
         "max_queries": None,
         "batch_size": 4,
+        "search_task": None,
         "dedup": True,
         "min_words": 2,
         "max_words": 40,
@@ -281,3 +282,18 @@ def test_a_structured_output_cut_off_at_max_tokens_counts_as_an_answered_call(tm
         ChatGeneratorClient(MockChatGenerator(response_fn=lambda m: (_ for _ in ()).throw(ValueError("x")))).complete(
             request
         )
+
+
+def test_a_search_task_reaches_every_call_and_survives_serialisation(replies: Replies, monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = _generator(replies, search_task="ophthalmologists checking a treatment detail")
+    generator.run(documents=DOCS)
+    assert len(replies.calls) == 4
+    for messages in replies.calls:
+        assert "ophthalmologists checking a treatment detail." in (messages[0].text or "")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    data = SyntheticQueryGenerator(search_task="ophthalmologists checking a treatment detail").to_dict()
+    assert data["init_parameters"]["search_task"] == "ophthalmologists checking a treatment detail"
+    assert SyntheticQueryGenerator.from_dict(data).to_dict() == data
+    with pytest.raises(DataError) as err:
+        _generator(replies, search_task="x" * 400)
+    assert err.value.field == "search_task"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -226,9 +227,11 @@ def test_cli_run_refuses_foreign_folder_and_prints_config(tmp_path: Path, tiny_b
     runner = CliRunner()
     printed = runner.invoke(main, ["run", "--corpus", str(tiny_beir), "--output-dir", str(tmp_path / "o"),
                                    "--max-passages", "3", "--es-url", "http://h:9200", "--eval-max-queries", "7",
-                                   "--architecture", "cross-encoder", "--print-config"])  # fmt: skip
+                                   "--architecture", "cross-encoder", "--search-task", "nurses checking doses",
+                                   "--print-config"])  # fmt: skip
     assert printed.exit_code == 0, printed.output
     assert "max_passages: 3" in printed.output and "backend: elasticsearch" in printed.output
+    assert "search_task: nurses checking doses" in printed.output
     assert "max_queries: 7" in printed.output and "architecture: cross-encoder" in printed.output
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "thesis.tex").write_text("x")
@@ -461,3 +464,17 @@ def test_evaluate_section_is_validated_when_the_config_loads(tmp_path: Path) -> 
             load_run_config(None, {"evaluate": bad})
         assert err.value.field == where, bad
     assert load_run_config(None, {"evaluate": {"baselines": ["bm25", "llm-judge"], "dtype": "bf16"}})
+
+
+def test_a_search_task_restarts_generation_and_its_absence_keeps_older_folders(tmp_path: Path) -> None:
+    """Unset, the generate fingerprint is the one folders made before the setting had (they resume); set or
+    changed, the queries are written again for the new searchers."""
+    def generate_fingerprint(overrides: dict[str, Any]) -> Any:
+        config = load_run_config(None, {"corpus": "corpus-x", **overrides})
+        return next(s.config for s in build_steps(RunContext(config, tmp_path)) if s.name == "generate")
+
+    plain = generate_fingerprint({})
+    assert "search_task" not in plain["generate"]
+    told = generate_fingerprint({"generate": {"search_task": "nurses checking doses"}})
+    assert told != plain and told["generate"]["search_task"] == "nurses checking doses"
+    assert generate_fingerprint({"generate": {"search_task": "parents asking about fevers"}}) != told

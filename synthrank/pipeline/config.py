@@ -69,6 +69,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "generate": ("max_passages", "sampling", "stratify_field", "min_chars", "max_chars", "exclude_ids", "seed",
                  "query_types", "types_per_passage", "n_per_type", "personas_per_passage", "temperature",
                  "max_tokens", "max_passage_chars", "json_mode", "batch_size", "max_queries", "max_tokens_total",
+                 "search_task",
                  "dedup", "min_words", "max_words", "max_copy_ratio", "roundtrip_k"),
     "mine": ("backend", "top_k", "num_negatives", "range_min", "range_max", "margin", "sampling",
              "exclude_near_duplicates", "denoise_model", "denoise_margin", "seed", "elasticsearch"),

@@ -473,8 +473,9 @@ def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]
 
 def _generate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
     """The generate settings, with an exclusion file's content (editing it restarts the step); an unset
-    ``exclude_ids`` is left out, so run folders from before the setting existed are not restarted."""
-    out = {k: v for k, v in section.items() if not (k == "exclude_ids" and v is None)}
+    ``exclude_ids`` or ``search_task`` is left out, so run folders from before the setting existed are not
+    restarted."""
+    out = {k: v for k, v in section.items() if not (k in ("exclude_ids", "search_task") and v is None)}
     source = section.get("exclude_ids")
     if isinstance(source, (str, Path)) and Path(source).is_file():
         out["exclude_ids_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()

@@ -40,6 +40,7 @@ from synthrank.synthesize.prompts import (
     QUERY_TYPES,
     REALISTIC_STYLES,
     PersonaSet,
+    check_search_task,
     generation_messages,
 )
 
@@ -69,6 +70,9 @@ class GenerationConfig:
         types_per_passage: ask for only this many of ``query_types`` per passage, drawn per passage
             (seeded, balanced over the corpus): the same diversity for a fraction of the calls.
             ``None`` asks for every type for every passage.
+        search_task: one sentence, in the user's words, on who searches the collection and for what
+            (e.g. "scientists checking whether a claim is supported by a research abstract"): every
+            query is written as those searchers would, whatever its type. ``None``: the types alone.
     """
 
     query_types: list[str] = field(default_factory=lambda: list(QUERY_TYPES))
@@ -83,8 +87,10 @@ class GenerationConfig:
     max_tokens_total: int | None = None
     batch_size: int = 4
     types_per_passage: int | None = None
+    search_task: str | None = None
 
     def __post_init__(self) -> None:
+        self.search_task = check_search_task(self.search_task)
         unknown = [t for t in self.query_types if t not in KNOWN_QUERY_TYPES]
         if unknown or not self.query_types:
             raise DataError(f"unknown query types {unknown}; choose from {', '.join(KNOWN_QUERY_TYPES)}",
@@ -109,7 +115,7 @@ class GenerationConfig:
 
         A ``None`` value means "not given" and keeps the default (except where ``None`` is meaningful).
         """
-        nullable = {"max_queries", "max_tokens_total", "types_per_passage"}
+        nullable = {"max_queries", "max_tokens_total", "types_per_passage", "search_task"}
         known = {f.name for f in fields(cls)}
         picked = {k: v for k, v in options.items() if k in known and (v is not None or k in nullable)}
         if "query_types" in picked:
@@ -265,6 +271,7 @@ class QueryGenerator:
             n=self.config.n_per_type,
             persona=slot.persona,
             max_passage_chars=self.config.max_passage_chars,
+            search_task=self.config.search_task,
         )
         max_tokens = self.config.max_tokens * (2 if slot.query_type == "instruction" else 1)
         return LLMRequest.chat(

@@ -190,11 +190,47 @@ def passage_block(title: str, text: str, max_chars: int) -> str:
     return f"<passage>\n{body}\n</passage>"
 
 
+SEARCH_TASK_MAX_CHARS = 300
+
+
+def check_search_task(search_task: str | None) -> str | None:
+    """The user's description of who searches the collection and for what, tidied (one line); ``None`` when
+    not given. A :class:`DataError` names ``search_task`` when it is too long to be one sentence."""
+    if search_task is None:
+        return None
+    if not isinstance(search_task, str):
+        raise DataError(f"expected a sentence, got {type(search_task).__name__}", field="search_task")
+    tidy = " ".join(search_task.split())
+    if not tidy:
+        return None
+    if len(tidy) > SEARCH_TASK_MAX_CHARS:
+        raise DataError(f"one sentence of at most {SEARCH_TASK_MAX_CHARS} characters, got {len(tidy)}",
+                        field="search_task")  # fmt: skip
+    return tidy
+
+
+def system_prompt(search_task: str | None = None) -> str:
+    """The generation prompt's system message; with ``search_task`` it says who searches the collection, so the
+    queries take that register (Promptagator's task instruction). Constant within a run: the server reuses it."""
+    task = check_search_task(search_task)
+    if task is None:
+        return SYSTEM_PROMPT
+    sentence = task if task[-1] in ".!?" else f"{task}."
+    return f"{SYSTEM_PROMPT} The collection's searchers, in the user's words: {sentence} Write every query as they would."
+
+
 def generation_messages(
-    query_type: str, title: str, text: str, *, n: int = 1, persona: str | None = None, max_passage_chars: int = 2000
+    query_type: str,
+    title: str,
+    text: str,
+    *,
+    n: int = 1,
+    persona: str | None = None,
+    max_passage_chars: int = 2000,
+    search_task: str | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages asking for ``n`` queries of one type about one passage (``persona``: the persona of a
-    persona query, or the style name of a ``realistic`` one)."""
+    persona query, or the style name of a ``realistic`` one; ``search_task``: who searches the collection)."""
     if query_type not in KNOWN_QUERY_TYPES:
         raise DataError(f"unknown query type {query_type!r}; known: {', '.join(KNOWN_QUERY_TYPES)}", field="query_types")
     if query_type == "persona" and not persona:
@@ -216,4 +252,4 @@ def generation_messages(
         items = ", ".join(['"..."'] * max(1, min(n, 2)))
     fmt = _FORMAT.format(items=items)
     user = f"{passage_block(title, text, max_passage_chars)}\n\n{task}\n{fmt}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system_prompt(search_task)}, {"role": "user", "content": user}]
