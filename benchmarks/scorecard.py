@@ -286,6 +286,14 @@ def variant_passages(overlay: dict[str, Any], corpus: Corpus, budget: str, card:
     return int(calls) if calls else None
 
 
+def lever_config(config: dict[str, Any], corpus: str) -> dict[str, Any]:
+    """A run config with a lever laid over it, minus the scorecard's own key; ``scorecard: {per_corpus: {NAME:
+    {...}}}`` lays settings over that corpus's run only (what a user of that corpus would say, such as
+    ``generate.search_task``)."""
+    own = ((config.get("scorecard") or {}).get("per_corpus") or {}).get(corpus) or {}
+    return deep_merge({k: v for k, v in config.items() if k != "scorecard"}, own)
+
+
 def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any], card: Scorecard,
              synthrank_cmd: Sequence[str], variant: str | None = None,
              passages: int | None = None) -> bool:  # fmt: skip
@@ -295,7 +303,7 @@ def run_data(corpus: Corpus, budget: str, work: Path, base_config: dict[str, Any
     folder = run_dir(work, corpus.name, budget, variant)
     folder.mkdir(parents=True, exist_ok=True)
     passages = passages or BUDGETS[budget]
-    config = run_config(corpus, passages, work, {k: v for k, v in base_config.items() if k != "scorecard"})
+    config = run_config(corpus, passages, work, lever_config(base_config, corpus.name))
     config_path = folder.parent / f"{folder.name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     cmd = [*synthrank_cmd, "run", "--config", str(config_path), "--output-dir", str(folder), "--until", "label",
@@ -807,7 +815,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
               for name, overlay in (meta.get("variants") or {}).items()]
     lines.append("")
     for budget, block in summary.items():
-        lines += [f"## Budget `{budget}` ({BUDGETS.get(budget, '?')} passages)", ""]
+        # a lever with its own passage count (the default recipe: 20 / 80) says so in its data line below
+        lines += [f"## Budget `{budget}` ({BUDGETS.get(budget, '?')} passages for the judged recipe and the peers)", ""]
         corpora = list(block["corpora"])
         lines.append("| row | " + " | ".join(corpora) + " |")
         lines.append("|---|" + "---:|" * len(corpora))

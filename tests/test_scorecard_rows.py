@@ -130,3 +130,14 @@ def test_a_lever_can_train_on_another_levers_data(scorecard: ModuleType, tmp_pat
         with pytest.raises(SystemExit):
             scorecard.main(["--phase", "report", "--variants", ",".join(paths), "--output", str(tmp_path / "c.json")])
         assert message in capsys.readouterr().err
+
+
+def test_a_levers_per_corpus_settings_reach_only_that_corpus(scorecard: ModuleType) -> None:
+    base = {"generate": {"max_passages": 20, "n_per_type": 3}, "label": {"enabled": False}}
+    lever = {"scorecard": {"passages": {"default": 20}, "per_corpus": {
+        "beir-scifact": {"generate": {"search_task": "scientists checking claims"}}}}}  # fmt: skip
+    merged = scorecard.deep_merge(base, lever)
+    scifact = scorecard.lever_config(merged, "beir-scifact")
+    assert scifact == {"generate": {"max_passages": 20, "n_per_type": 3, "search_task": "scientists checking claims"},
+                       "label": {"enabled": False}}  # fmt: skip
+    assert scorecard.lever_config(merged, "vaswani") == base  # another corpus: the lever's shared settings only
