@@ -702,6 +702,10 @@ def summarize(card: Scorecard, corpora: Sequence[str], budgets: Sequence[str], r
                 fusion = fusion_of(row)
                 if fusion and fusion in fused_zeros:
                     entry["rows"][row]["vs_zero_shot_fused"] = paired(m["per_query"], fused_zeros[fusion]["per_query"])
+            for row, r in entry["rows"].items():  # a lever against the default recipe it varies, fusion for fusion
+                base = unfused(DEFAULT_ROW) + (fusion_of(row) or "")
+                if split_row(unfused(row))[1] not in (None, "quick") and base in entry["rows"]:
+                    r["vs_default_recipe"] = paired(r["_per_query"], entry["rows"][base]["_per_query"])
             peers = [r for r in PEERS if r in entry["rows"]]
             if peers:
                 best = max(peers, key=lambda r: entry["rows"][r]["mean"])
@@ -783,6 +787,8 @@ def row_label(row: str) -> str:
     recipe, variant = split_row(row)
     if recipe == "synthrank" and variant == "quick":
         return "synthrank default recipe (`quick`)"
+    if recipe == "synthrank" and variant:  # the lever's line above the table says what it lays over which recipe
+        return f"synthrank + lever `{variant}`"
     return ROW_LABELS[recipe] + (f" + lever `{variant}`" if variant else "")
 
 
@@ -811,8 +817,11 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
               "benchmarks/scorecard.py):", ""]
     fused_labels = {"+bm25": "... + BM25 fusion rows", "+bm25se": "... + BM25 fusion (1-SE weight) rows"}
     lines += [f"- **{ROW_LABELS.get(k) or fused_labels[k]}**: {v}" for k, v in ROW_RECIPES.items()]
-    lines += [f"- **lever `{name}`**: {json.dumps(overlay)} laid over the run config"
-              for name, overlay in (meta.get("variants") or {}).items()]
+    for name, overlay in (meta.get("variants") or {}).items():
+        shared = (overlay.get("scorecard") or {}).get("data")
+        where = (f"trains on lever `{shared}`'s data with its train settings, these laid over them" if shared
+                 else "laid over the judged recipe's run config")  # fmt: skip
+        lines.append(f"- **lever `{name}`**: {json.dumps(overlay)} {where}")
     lines.append("")
     for budget, block in summary.items():
         # a lever with its own passage count (the default recipe: 20 / 80) says so in its data line below
@@ -860,6 +869,10 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                 if r.get("vs_synthrank"):
                     t = r["vs_synthrank"]
                     extra.append(f"{c}: {short_label(row)} vs the judged recipe {t['delta']:+.4f} (p {t['p_value']:.2g})")
+                if r.get("vs_default_recipe"):
+                    t = r["vs_default_recipe"]
+                    extra.append(f"{c}: {short_label(row)} vs the default recipe (`quick`) alike "
+                                 f"{t['delta']:+.4f} (p {t['p_value']:.2g})")  # fmt: skip
             if e.get("llm"):
                 llm = e["llm"]
                 minutes = f"{llm['llm_minutes']:.1f} LLM-min" if llm.get("llm_minutes") else "LLM time unknown"

@@ -141,3 +141,24 @@ def test_a_levers_per_corpus_settings_reach_only_that_corpus(scorecard: ModuleTy
     assert scifact == {"generate": {"max_passages": 20, "n_per_type": 3, "search_task": "scientists checking claims"},
                        "label": {"enabled": False}}  # fmt: skip
     assert scorecard.lever_config(merged, "vaswani") == base  # another corpus: the lever's shared settings only
+
+
+def test_a_lever_is_tested_against_the_default_recipe_fusion_for_fusion(scorecard: ModuleType, tmp_path: Path) -> None:
+    card = scorecard.Scorecard(tmp_path / "card.json", {"variants": {"quick": {}, "task": {}}})
+    queries = [f"q{i}" for i in range(8)]
+
+    def put(row: str, values: list[float], seed: int | None = 42) -> None:
+        per_query = dict(zip(queries, values, strict=True))
+        key = scorecard.cell_key("vaswani", None if seed is None else "default", row, seed)
+        card.data["cells"][key] = {"metrics": {"nDCG@10": sum(values) / len(values)}, "per_query": per_query}
+
+    put("zero-shot", [0.5, 0.4, 0.45, 0.5, 0.4, 0.5, 0.55, 0.5], seed=None)
+    put("synthrank@quick", [0.5, 0.6] * 4)
+    put("synthrank@quick+bm25se", [0.6, 0.7] * 4)
+    put("synthrank@task", [0.6, 0.6] * 4)  # +0.05 over quick's model
+    put("synthrank@task+bm25se", [0.6, 0.7, 0.6, 0.7, 0.6, 0.7, 0.6, 0.6])  # -0.0125 against quick as served
+    summary = scorecard.summarize(card, ["vaswani"], ["default"], ["synthrank@quick", "synthrank@task"], [42])
+    rows = summary["default"]["corpora"]["vaswani"]["rows"]
+    assert rows["synthrank@task"]["vs_default_recipe"]["delta"] == pytest.approx(0.05)
+    assert rows["synthrank@task+bm25se"]["vs_default_recipe"]["delta"] == pytest.approx(-0.0125)
+    assert "vs_default_recipe" not in rows["synthrank@quick"]  # the default recipe itself
