@@ -214,7 +214,7 @@ def needs_base_data(rows: Sequence[str], variants: dict[str, dict[str, Any]]) ->
         recipe, variant = split_row(unfused(row))
         if recipe != "synthrank" or data_variant(variant, variants) is None:
             return True
-        if ((variants.get(variant) or {}).get("scorecard") or {}).get("equal_calls"):
+        if variant and ((variants.get(variant) or {}).get("scorecard") or {}).get("equal_calls"):
             return True
     return False
 
@@ -327,6 +327,19 @@ def _count_lines(path: Path) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- training rows
+
+
+def lever_train_overlay(variant: str | None, variants: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The train settings a lever lays over its data folder's: its own, and first, for a lever training on another
+    lever's data, that lever's (its dev split among them: a folder written before the split had a unit holds none,
+    and would otherwise fall back to the query split its data lever's own row no longer uses)."""
+    if not variant:
+        return None
+    own = (variants.get(variant) or {}).get("train") or {}
+    data = data_variant(variant, variants)
+    if data and data != variant:
+        return deep_merge((variants.get(data) or {}).get("train") or {}, own)
+    return own or None
 
 
 def training_split(folder: Path, overlay: dict[str, Any] | None = None) -> tuple[list[Any], list[Any], dict[str, Any]]:
@@ -558,7 +571,7 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
             card.put(key, evaluator.fused_with_bm25(ranking, card.data["cells"][weight_key][FUSIONS[suffix]]))
     # a lever's train settings (a data lever's are already in its folder's config: laying them again changes
     # nothing, unless the YAML gained one since, such as dev_holdout)
-    train, dev, section = training_split(folder, (variants.get(variant) or {}).get("train") if variant else None)
+    train, dev, section = training_split(folder, lever_train_overlay(variant, variants))
     train_qids = {g.query_id for g in train}
     for seed in seeds:
         key = cell_key(corpus.name, budget, row, seed)

@@ -162,3 +162,26 @@ def test_a_lever_is_tested_against_the_default_recipe_fusion_for_fusion(scorecar
     assert rows["synthrank@task"]["vs_default_recipe"]["delta"] == pytest.approx(0.05)
     assert rows["synthrank@task+bm25se"]["vs_default_recipe"]["delta"] == pytest.approx(-0.0125)
     assert "vs_default_recipe" not in rows["synthrank@quick"]  # the default recipe itself
+
+
+def test_a_lever_on_another_levers_data_trains_on_that_levers_split(scorecard: ModuleType, tmp_path: Path) -> None:
+    """Seen on the scorecard: quick's folder predated dev_holdout, so its 2-epoch lever fell back to the query split
+    while quick's own row held out by passage, and the two rows were not comparable."""
+    variants = {"quick": {"train": {"max_length": 128, "dev_holdout": "passage"}},
+                "quick-2ep": {"scorecard": {"data": "quick"}, "train": {"epochs": 2}},
+                "longer": {"train": {"epochs": 10}}}  # fmt: skip
+    assert scorecard.lever_train_overlay("quick-2ep", variants) == {"max_length": 128, "dev_holdout": "passage",
+                                                                   "epochs": 2}  # fmt: skip
+    assert scorecard.lever_train_overlay("quick", variants) == variants["quick"]["train"]
+    assert scorecard.lever_train_overlay("longer", variants) == {"epochs": 10}
+    assert scorecard.lever_train_overlay(None, variants) is None
+    folder = tmp_path / "quick-data"
+    folder.mkdir()
+    (folder / "run_config.json").write_text(json.dumps({"train": {"dev_fraction": 0.2, "seed": 0, "epochs": 3}}))
+    groups = [TrainingGroup(f"q{i}", "query", Passage(f"d{i // 3}", "text"), [Passage("x", "other")],
+                            meta={"source_doc_id": f"d{i // 3}"}) for i in range(60)]  # fmt: skip
+    write_groups(folder / "groups.jsonl", groups)
+    _, dev, section = scorecard.training_split(folder, scorecard.lever_train_overlay("quick-2ep", variants))
+    assert section["dev_holdout"] == "passage" and section["epochs"] == 2 and section["max_length"] == 128
+    held = {g.meta["source_doc_id"] for g in dev}
+    assert dev and len(dev) == 3 * len(held)  # whole passages held out, as quick's own row does
