@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,3 +65,27 @@ def test_the_weight_is_picked_on_the_synthetic_queries_it_is_given() -> None:
     assert picked["queries"] == 1 and picked["weight"] == 0.0 and picked["table"]["1.0"] < picked["table"]["0.0"]
     with pytest.raises(ValueError, match="no query"):
         pick_first_stage_weight({"q2": candidates["q2"]}, relevant, WordOverlap(), texts)
+
+
+def test_the_weight_stability_benchmark_resamples_whole_passages() -> None:
+    """benchmarks/bench_weight_stability.py: a resample draws a passage with all its queries, and is seeded."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_weight_stability.py"
+    spec = importlib.util.spec_from_file_location("bench_weight_stability_under_test", path)
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    # passage a's one query likes BM25 (weight 1), passage b's three like the model (weight 0)
+    per_query = {0.0: {"a1": 0.2, "b1": 1.0, "b2": 1.0, "b3": 1.0}, 1.0: {"a1": 1.0, "b1": 0.2, "b2": 0.2, "b3": 0.2}}
+    passage_of = {"a1": "a", "b1": "b", "b2": "b", "b3": "b"}
+    chosen = bench.resampled_choices(per_query, passage_of, 400, seed=1)
+    assert sum(chosen["best"].values()) == sum(chosen["one_se"].values()) == 400
+    # by passage, BM25 is best only when both draws are a (1/4 of resamples); drawing queries one by one, a1
+    # would have to fill 3 of 4 draws (5%)
+    assert 70 < chosen["best"][1.0] < 130
+    assert chosen == bench.resampled_choices(per_query, passage_of, 400, seed=1)
+    spread = bench.spread(chosen["best"])
+    assert set(spread) == {"counts", "median", "p05", "p95", "std"} and spread["p05"] == 0.0 and spread["p95"] == 1.0

@@ -82,6 +82,23 @@ def pick_first_stage_weight(
 
     Returns ``{"weight", "best_weight", "se", "table", "queries"}``.
     """
+    per_query = per_query_by_weight(candidates, relevant, scorer, passage_text, metric=metric, grid=grid,
+                                    show_progress=show_progress)  # fmt: skip
+    return {**one_standard_error_weight(per_query), "queries": len(next(iter(per_query.values()))), "metric": metric}
+
+
+def per_query_by_weight(
+    candidates: Mapping[str, tuple[str, Mapping[str, float]]],
+    relevant: Mapping[str, Mapping[str, int]],
+    scorer: PairScorer,
+    passage_text: Mapping[str, str],
+    *,
+    metric: str = "nDCG@10",
+    grid: Sequence[float] = WEIGHT_GRID,
+    show_progress: bool = False,
+) -> dict[float, dict[str, float]]:
+    """Each grid weight's per-query ``metric`` on the synthetic queries (what the weight rules choose from; the
+    model scores each pair once)."""
     qids = [q for q in candidates if relevant.get(q) and candidates[q][1]]
     if not qids:
         raise ValueError("no query with both candidates and a relevant passage to pick a weight on")
@@ -94,11 +111,10 @@ def pick_first_stage_weight(
         model.setdefault(q, {})[d] = float(s)
     first = {q: dict(candidates[q][1]) for q in qids}
     qrels = {q: dict(relevant[q]) for q in qids}
-    per_query = {
+    return {
         float(w): evaluate_run(fuse_with_first_stage(first, model, float(w)), qrels, (metric,)).per_query[metric]
         for w in grid
     }
-    return {**one_standard_error_weight(per_query), "queries": len(qids), "metric": metric}
 
 
 def synthetic_queries_of_run(
