@@ -109,7 +109,7 @@ def train(ctx: click.Context, groups_file: str, output_dir: str, config_file: st
 
     The learning rate and the merge with the base follow the architecture as in `synthrank run`; the
     differences from a run's recipe are the architecture (a run trains a merged bi-encoder by default:
-    pass --architecture bi-encoder), the epochs (a run trains 3: pass --epochs 3), the length (a run trains
+    pass --architecture bi-encoder), the epochs (a run trains 2: pass --epochs 2), the length (a run trains
     on 128 tokens: pass --max-length 128) and the dev set (a run holds out a tenth of the queries: pass
     --dev-fraction 0.1). With those flags it trains what the run trains.
 

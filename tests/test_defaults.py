@@ -153,7 +153,7 @@ def test_steps_one_by_one_build_what_the_run_builds(tiny_beir: Path, tmp_path: P
              "--queries", str(gen / "queries.jsonl"), "--output-dir", str(labelled), "--judge-mode", "binary",
              "--judge-top-k", "3", "--fill-negatives", "--max-passage-chars", "1000", *flags],
             ["train", "--groups", str(labelled / "groups.jsonl"), "--output-dir", str(tmp_path / "train"),
-             "--architecture", "bi-encoder", "--epochs", "3", "--max-length", "128", "--dev-fraction", "0.1",
+             "--architecture", "bi-encoder", "--epochs", "2", "--max-length", "128", "--dev-fraction", "0.1",
              "--no-progress"],
         ]  # fmt: skip
         for args in steps:

@@ -52,6 +52,6 @@ def test_help_tells_the_recipe_and_the_cpu_precision() -> None:
     text = re.sub(r"-\s+", "-", " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split()))  # unwrap
     assert "2e-5 for a bi-encoder, 7e-5 for a cross-encoder" in text
     assert "0.5 for a bi-encoder, 0 for a cross-encoder" in text
-    assert "--architecture bi-encoder" in text and "--epochs 3" in text  # how to get a run's recipe
+    assert "--architecture bi-encoder" in text and "--epochs 2" in text  # how to get a run's recipe
     assert "bf16 autocast on a CPU with AMX or AVX512-BF16" in text
     assert "fp32 on CPU." not in text
