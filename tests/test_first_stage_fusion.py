@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from synthrank.rerank.first_stage import fuse_with_first_stage, one_standard_error_weight, pick_first_stage_weight
+from tests.benchmark_modules import load_benchmark
 
 FIRST = {"q": {"a": 10.0, "b": 5.0, "c": 1.0}}
 MODEL = {"q": {"a": 0.1, "b": 0.2, "c": 0.9}}
@@ -69,15 +69,7 @@ def test_the_weight_is_picked_on_the_synthetic_queries_it_is_given() -> None:
 
 def test_the_weight_stability_benchmark_resamples_whole_passages() -> None:
     """benchmarks/bench_weight_stability.py: a resample draws a passage with all its queries, and is seeded."""
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_weight_stability.py"
-    spec = importlib.util.spec_from_file_location("bench_weight_stability_under_test", path)
-    assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_weight_stability")
     # passage a's one query likes BM25 (weight 1), passage b's three like the model (weight 0)
     per_query = {0.0: {"a1": 0.2, "b1": 1.0, "b2": 1.0, "b3": 1.0}, 1.0: {"a1": 1.0, "b1": 0.2, "b2": 0.2, "b3": 0.2}}
     passage_of = {"a1": "a", "b1": "b", "b2": "b", "b3": "b"}

@@ -3,26 +3,19 @@ dev split an older run folder was trained on."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from synthrank.data import Passage, TrainingGroup, split_dev, write_groups
+from tests.benchmark_modules import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def scorecard() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scorecard.py"
-    spec = importlib.util.spec_from_file_location("scorecard_under_test", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("scorecard")
 
 
 def test_only_rows_on_the_judged_data_need_its_llm_runs(scorecard: ModuleType) -> None:
