@@ -801,9 +801,9 @@ def row_label(row: str) -> str:
     if row.endswith("+bm25"):
         return row_label(row.removesuffix("+bm25")) + " + BM25 fusion"
     recipe, variant = split_row(row)
-    if recipe == "synthrank" and variant == "quick":
+    if row == LEVER_BASE_ROW:
         return "synthrank recipe `quick` (3 epochs: the default until lever `quick-2ep`)"
-    if recipe == "synthrank" and variant == "quick-2ep":
+    if row == unfused(DEFAULT_ROW):
         return "synthrank default recipe (`quick`, 2 epochs: lever `quick-2ep`)"
     if recipe == "synthrank" and variant:  # the lever's line above the table says what it lays over which recipe
         return f"synthrank + lever `{variant}`"
