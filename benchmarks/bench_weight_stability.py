@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import statistics
 import sys
 from collections import Counter
@@ -30,29 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("weight_stability")
 
 
-def source_passages(folder: Path) -> dict[str, str]:
-    """query id -> its source passage (the groups' positive), the unit the resamples draw."""
-    from synthrank.data import read_groups
-
-    return {g.query_id: str(g.meta.get("source_doc_id") or g.positive.doc_id) for g in read_groups(folder / "groups.jsonl")}
-
-
 def resampled_choices(per_query: dict[float, dict[str, float]], passage_of: dict[str, str], resamples: int,
                       seed: int) -> dict[str, Counter[float]]:  # fmt: skip
     """The 1-SE rule's and the best-weight rule's choice on each passage-level bootstrap resample."""
-    from synthrank.rerank.first_stage import one_standard_error_weight
+    from synthrank.rerank.first_stage import one_standard_error_weight, resampled_by_unit
 
-    queries = sorted(next(iter(per_query.values())))
-    by_passage: dict[str, list[str]] = {}
-    for q in queries:
-        by_passage.setdefault(passage_of.get(q, q), []).append(q)
-    passages = sorted(by_passage)
-    rng = random.Random(seed)
     chosen: dict[str, Counter[float]] = {"one_se": Counter(), "best": Counter()}
-    for _ in range(resamples):
-        draw = [rng.choice(passages) for _ in passages]
-        keys = [(f"{q}#{i}", q) for i, p in enumerate(draw) for q in by_passage[p]]
-        sample = {w: {k: values[q] for k, q in keys} for w, values in per_query.items()}
+    for sample in resampled_by_unit(per_query, passage_of, resamples=resamples, seed=seed):
         picked = one_standard_error_weight(sample)
         chosen["one_se"][picked["weight"]] += 1
         chosen["best"][picked["best_weight"]] += 1
@@ -70,14 +53,19 @@ def spread(counts: Counter[float]) -> dict[str, Any]:
 def measure(folder: Path, resamples: int, seed: int, dtype: str) -> dict[str, Any]:
     from synthrank.data import load_dataset
     from synthrank.rerank import BiEncoderScorer
-    from synthrank.rerank.first_stage import one_standard_error_weight, per_query_by_weight, synthetic_queries_of_run
+    from synthrank.rerank.first_stage import (
+        one_standard_error_weight,
+        per_query_by_weight,
+        source_passages_of_run,
+        synthetic_queries_of_run,
+    )
 
     corpus = json.loads((folder / "run_config.json").read_text(encoding="utf-8"))["corpus"]
     dataset = load_dataset(corpus)
     candidates, relevant, texts = synthetic_queries_of_run(folder, dataset.corpus)
     scorer = BiEncoderScorer("minilm", batch_size=64, dtype=dtype)  # the untuned encoder the run picks with
     per_query = per_query_by_weight(candidates, relevant, scorer, texts)
-    passage_of = source_passages(folder)
+    passage_of = source_passages_of_run(folder)
     full = one_standard_error_weight(per_query)
     chosen = resampled_choices(per_query, passage_of, resamples, seed)
     return {"run": folder.name, "queries": len(next(iter(per_query.values()))),

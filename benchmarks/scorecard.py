@@ -89,6 +89,7 @@ ROW_LABELS = {
     "st": "sentence-transformers recipe",
     "zero-shot+bm25": "zero-shot MiniLM + BM25 fusion",
     "zero-shot+bm25se": "zero-shot MiniLM + BM25 fusion (1-SE weight)",
+    "zero-shot+bm25bag": "zero-shot MiniLM + BM25 fusion (bagged 1-SE weight)",
 }
 DEFAULT_ROW = "synthrank@quick-2ep+bm25se"
 """What ``synthrank run`` trains and the adapters serve: the quick recipe (the run's default since #19) trained for
@@ -96,9 +97,10 @@ DEFAULT_ROW = "synthrank@quick-2ep+bm25se"
 weight the run picks on its own synthetic queries (``first_stage_weight="auto"`` since #18)."""
 LEVER_BASE_ROW = "synthrank@quick"
 """The recipe the levers vary (their YAMLs lay quick's settings, 3 epochs): each lever is tested against it."""
-FUSIONS: dict[str, str] = {"+bm25": "weight", "+bm25se": "weight_1se"}
-"""Fused-row suffix -> the weight of the run's ``bm25-weight`` cell it uses: the best on the synthetic queries, or
-the least BM25 within one standard error of the best (the one-standard-error rule)."""
+FUSIONS: dict[str, str] = {"+bm25": "weight", "+bm25se": "weight_1se", "+bm25bag": "weight_bagged"}
+"""Fused-row suffix -> the weight of the run's ``bm25-weight`` cell it uses: the best on the synthetic queries, the
+least BM25 within one standard error of the best (the one-standard-error rule), or that rule's choice averaged over
+resamples of the source passages (bagged)."""
 
 
 def fusion_of(row: str) -> str | None:
@@ -531,14 +533,25 @@ def pick_bm25_weight(folder: Path, corpus: dict[str, Any], scorer: Any) -> dict[
     their mined BM25 top-k by the *untuned* zero-shot encoder, which none of them trained, so the weight is not
     biased towards a model that saw these positives; the same weights then fuse every trained row. ``weight`` is
     the best on those queries, ``weight_1se`` the one-standard-error rule's choice
-    (:func:`synthrank.rerank.first_stage.pick_first_stage_weight`, what the product uses).
+    (:func:`synthrank.rerank.first_stage.pick_first_stage_weight`, what the product uses), ``weight_bagged`` that
+    rule averaged over 200 resamples of the source passages
+    (:func:`synthrank.rerank.first_stage.bagged_one_standard_error_weight`).
     """
-    from synthrank.rerank.first_stage import pick_first_stage_weight, synthetic_queries_of_run
+    from synthrank.rerank.first_stage import (
+        bagged_one_standard_error_weight,
+        one_standard_error_weight,
+        per_query_by_weight,
+        source_passages_of_run,
+        synthetic_queries_of_run,
+    )
 
     candidates, relevant, texts = synthetic_queries_of_run(folder, corpus)
-    picked = pick_first_stage_weight(candidates, relevant, scorer, texts)
+    per_query = per_query_by_weight(candidates, relevant, scorer, texts)
+    picked = one_standard_error_weight(per_query)
+    bagged = bagged_one_standard_error_weight(per_query, source_passages_of_run(folder))
     return {"weight": picked["best_weight"], "weight_1se": picked["weight"], "se": picked["se"],
-            "table": picked["table"], "queries": picked["queries"]}  # fmt: skip
+            "weight_bagged": bagged["weight"], "bagged_spread": bagged["spread"], "table": picked["table"],
+            "queries": len(next(iter(per_query.values())))}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- rows phase
@@ -561,7 +574,7 @@ def run_rows(corpus: Corpus, budget: str, work: Path, card: Scorecard, row: str,
             logger.info("%s: %s nDCG@10 %.4f", key, base_row, card.data["cells"][key]["metrics"]["nDCG@10"])
     data = data_variant(variant, variants)
     weight_key = cell_key(corpus.name, budget, "bm25-weight" + (f"@{data}" if data else ""))
-    if recipe == "synthrank" and "weight_1se" not in card.data["cells"].get(weight_key, {}):
+    if recipe == "synthrank" and not set(FUSIONS.values()) <= set(card.data["cells"].get(weight_key, {})):
         # the default run's weights, or a data lever's picked on its own queries (cells from before the 1-SE rule
         # are redone: same queries, same untuned model, so the same best weight)
         evaluator = evaluator or evaluator_for(corpus)
@@ -792,10 +805,15 @@ ROW_RECIPES = {
     "+bm25se": "the same fusion at the least BM25 weight whose synthetic-query nDCG@10 is within one standard error "
                "of the best weight's (the one-standard-error rule: with a few lexical synthetic queries the best "
                "weight is a noisy, BM25-leaning pick)",
+    "+bm25bag": "the same fusion at the 1-SE rule's choice averaged over 200 bootstrap resamples of the run's source "
+                "passages (each with all its queries), so the weight no longer jumps between grid points as a few "
+                "passages come and go",
 }
 
 
 def row_label(row: str) -> str:
+    if row.endswith("+bm25bag"):
+        return row_label(row.removesuffix("+bm25bag")) + " + BM25 fusion (bagged 1-SE weight)"
     if row.endswith("+bm25se"):
         return row_label(row.removesuffix("+bm25se")) + " + BM25 fusion (1-SE weight)"
     if row.endswith("+bm25"):
@@ -833,7 +851,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
              f"Machine: {meta['machine']}. Command: `{meta.get('command', '?')}`.", ""]  # fmt: skip
     lines += ["How each row was trained (same synthetic queries, backbone, budget and seeds; "
               "benchmarks/scorecard.py):", ""]
-    fused_labels = {"+bm25": "... + BM25 fusion rows", "+bm25se": "... + BM25 fusion (1-SE weight) rows"}
+    fused_labels = {"+bm25": "... + BM25 fusion rows", "+bm25se": "... + BM25 fusion (1-SE weight) rows",
+                    "+bm25bag": "... + BM25 fusion (bagged 1-SE weight) rows"}
     lines += [f"- **{ROW_LABELS.get(k) or fused_labels[k]}**: {v}" for k, v in ROW_RECIPES.items()]
     for name, overlay in (meta.get("variants") or {}).items():
         shared = (overlay.get("scorecard") or {}).get("data")

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from synthrank.rerank.first_stage import fuse_with_first_stage, one_standard_error_weight, pick_first_stage_weight
+from synthrank.rerank.first_stage import (
+    bagged_one_standard_error_weight,
+    fuse_with_first_stage,
+    one_standard_error_weight,
+    pick_first_stage_weight,
+    source_passages_of_run,
+)
 from tests.benchmark_modules import load_benchmark
 
 FIRST = {"q": {"a": 10.0, "b": 5.0, "c": 1.0}}
@@ -81,3 +88,60 @@ def test_the_weight_stability_benchmark_resamples_whole_passages() -> None:
     assert chosen == bench.resampled_choices(per_query, passage_of, 400, seed=1)
     spread = bench.spread(chosen["best"])
     assert set(spread) == {"counts", "median", "p05", "p95", "std"} and spread["p05"] == 0.0 and spread["p95"] == 1.0
+
+
+def test_the_bagged_rule_averages_the_choice_over_resamples_of_whole_passages() -> None:
+    # passage a's one query likes BM25 (weight 1), passage b's three like the model (weight 0): on all the data
+    # the rule picks 0.0, on the resamples that draw a twice it picks 1.0 (1/4 of them, by passage)
+    per_query = {0.0: {"a1": 0.2, "b1": 1.0, "b2": 1.0, "b3": 1.0}, 1.0: {"a1": 1.0, "b1": 0.2, "b2": 0.2, "b3": 0.2}}
+    passage_of = {"a1": "a", "b1": "b", "b2": "b", "b3": "b"}
+    assert one_standard_error_weight(per_query)["weight"] == 0.0
+    bagged = bagged_one_standard_error_weight(per_query, passage_of, resamples=400, seed=1)
+    assert bagged["units"] == 2 and bagged["resamples"] == 400
+    assert 0.15 < bagged["weight"] < 0.35 and bagged["spread"] > 0.3  # between the grid's jumps, not on one
+    assert bagged == bagged_one_standard_error_weight(per_query, passage_of, resamples=400, seed=1)
+    # query by query (no passages given), a1 must fill 3 of 4 draws: BM25 is chosen far less often
+    assert bagged_one_standard_error_weight(per_query, resamples=400, seed=1)["weight"] < 0.12
+    # where one weight wins on every query, every resample agrees
+    clear = {0.0: {"q1": 0.1, "q2": 0.2}, 0.4: {"q1": 0.9, "q2": 0.8}, 1.0: {"q1": 0.1, "q2": 0.1}}
+    assert bagged_one_standard_error_weight(clear, resamples=50) == {"weight": 0.4, "spread": 0.0, "resamples": 50,
+                                                                      "units": 2}  # fmt: skip
+    with pytest.raises(ValueError, match="resamples"):
+        bagged_one_standard_error_weight(clear, resamples=0)
+
+
+def test_the_source_passages_of_a_run_come_from_its_candidates(tmp_path: Path) -> None:
+    (tmp_path / "candidates.jsonl").write_text(
+        '{"query_id": "q1", "query": "a", "source_doc_id": "d1", "candidates": []}\n'
+        '{"query_id": "q2", "query": "b", "source_doc_id": "d1", "candidates": []}\n'
+        '{"query_id": "q3", "query": "c", "source_doc_id": "d7", "candidates": []}\n',
+        encoding="utf-8",
+    )
+    assert source_passages_of_run(tmp_path) == {"q1": "d1", "q2": "d1", "q3": "d7"}
+    assert source_passages_of_run(tmp_path / "missing") == {}
+
+
+def test_the_weight_rules_benchmark_lets_each_rule_pick_on_its_own_draw_of_passages() -> None:
+    """benchmarks/bench_weight_rules.py: a draw keeps whole passages; each rule sees only its draw's queries."""
+    bench = load_benchmark("bench_weight_rules")
+    # passages a and b: their queries find the source only with BM25 (weight 1); c and d: only with the model
+    per_query = {
+        0.0: {"a1": 0.0, "a2": 0.0, "b1": 0.0, "c1": 1.0, "d1": 1.0, "d2": 1.0},
+        1.0: {"a1": 1.0, "a2": 1.0, "b1": 1.0, "c1": 0.0, "d1": 0.0, "d2": 0.0},
+    }
+    passage_of = {q: q[0] for q in per_query[0.0]}
+    served = {0.0: 0.5, 1.0: 0.7}
+    out = bench.simulate(per_query, passage_of, lambda w: served.get(w, 0.6), passages=2, draws=60, resamples=20,
+                         seed=3)  # fmt: skip
+    assert (out["draws"], out["passages_per_draw"], out["pool_passages"], out["pool_queries"]) == (60, 2, 4, 6)
+    rules = out["rules"]
+    assert rules["model"]["weight_mean"] == 0.0 and rules["model"]["served_ndcg10"] == 0.5
+    # a draw of {a, b} makes every rule pick BM25, {c, d} the model; a mixed draw ties at 0.5 nDCG: the best rule
+    # takes the least BM25 (0.0) -> best picks 1.0 on exactly the {a, b} draws (1 in 6 of the pairs)
+    assert 0.05 < rules["best"]["weight_mean"] < 0.35
+    assert rules["one_se"]["vs_one_se"] == 0.0 and rules["one_se"]["vs_one_se_draws_better"] == 0
+    assert 0.0 < rules["bagged"]["weight_mean"] < 1.0
+    assert out == bench.simulate(per_query, passage_of, lambda w: served.get(w, 0.6), passages=2, draws=60,
+                                 resamples=20, seed=3)  # fmt: skip
+    assert all(len(set(d)) == 2 for d in bench.draw_passages(list("abcd"), 2, 10, seed=1))
+    assert bench.draw_passages(list("ab"), 5, 1, seed=1) == [["a", "b"]]

@@ -66,7 +66,7 @@ def test_a_cell_trained_on_another_dev_split_is_trained_again(scorecard: ModuleT
     ok = {"metrics": {"nDCG@10": 0.5}, "per_query": {"1": 0.5}}
     for key in ("vaswani/-/bm25", "vaswani/-/zero-shot"):
         card.put(key, ok)
-    card.put("vaswani/default/bm25-weight@quick", {"weight": 0.3, "weight_1se": 0.2})
+    card.put("vaswani/default/bm25-weight@quick", {"weight": 0.3, "weight_1se": 0.2, "weight_bagged": 0.25})
     card.put("vaswani/default/synthrank@quick/seed1", {**ok, "groups": 1})  # before the field: the folder's split
     card.put("vaswani/default/synthrank@quick/seed2", {**ok, "groups": 2, "dev_holdout": "passage"})
     trained: list[tuple[int, str]] = []
@@ -99,6 +99,7 @@ def test_a_cell_trained_on_another_dev_split_is_trained_again(scorecard: ModuleT
     assert cells["vaswani/default/synthrank@quick/seed1"]["dev_holdout"] == "passage"
     assert cells["vaswani/default/synthrank@quick/seed1"]["metrics"]["nDCG@10"] == 0.6
     assert cells["vaswani/default/synthrank@quick+bm25se/seed1"]["bm25_weight"] == 0.2
+    assert cells["vaswani/default/synthrank@quick+bm25bag/seed1"]["bm25_weight"] == 0.25
     scorecard.run_rows(corpus, "default", tmp_path, card, "synthrank@quick", [1, 2], lambda c: FakeEvaluator(),
                        {"quick": quick})  # fmt: skip
     assert trained == [(1, "passage")]  # a rerun trains nothing
