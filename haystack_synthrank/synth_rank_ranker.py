@@ -16,7 +16,7 @@ from haystack.utils import ComponentDevice
 from synthrank.errors import DataError
 from synthrank.rerank.base import PairScorer
 from synthrank.rerank.fusion import fuse_scores
-from synthrank.rerank.serving import AUTO, check_first_stage_setting, resolve_first_stage_weight
+from synthrank.rerank.serving import AUTO, check_first_stage_setting, resolve_first_stage_weight, weight_text
 
 logger = logging.getLogger(__name__)
 
@@ -307,8 +307,8 @@ class SynthRankRanker:
                     field="score",
                 )
             logger.warning("SynthRankRanker: %d document(s) have no retriever score (e.g. ids %s): ranked by the "
-                           "model alone, without the model folder's first-stage weight %.1f", len(unscored),
-                           unscored[:5], w)  # fmt: skip
+                           "model alone, without the model folder's first-stage weight %s", len(unscored),
+                           unscored[:5], weight_text(w))  # fmt: skip
             w = 0.0
         self.warm_up()
         assert self._scorer is not None

@@ -12,6 +12,7 @@ from synthrank.rerank.first_stage import (
     bagged_one_standard_error_weight,
     fuse_with_first_stage,
     one_standard_error_weight,
+    per_query_by_weight,
     pick_first_stage_weight,
     source_passages_of_run,
 )
@@ -145,3 +146,29 @@ def test_the_weight_rules_benchmark_lets_each_rule_pick_on_its_own_draw_of_passa
                                  resamples=20, seed=3)  # fmt: skip
     assert all(len(set(d)) == 2 for d in bench.draw_passages(list("abcd"), 2, 10, seed=1))
     assert bench.draw_passages(list("ab"), 5, 1, seed=1) == [["a", "b"]]
+
+
+def test_the_pick_applies_the_rule_it_is_asked_for() -> None:
+    texts = {"a": "tides moon gravity", "b": "volcano magma lava", "c": "harbour boats tides", "d": "magma chamber"}
+    # q1's source is found by the model (word overlap), q2's only by BM25: the rules weigh the two
+    candidates = {"q1": ("moon gravity tides", {"c": 9.0, "a": 3.0}), "q2": ("eruption", {"b": 9.0, "d": 3.0}),
+                  "q3": ("lava volcano", {"d": 9.0, "b": 3.0})}  # fmt: skip
+    relevant = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"b": 1}}
+    one_se = pick_first_stage_weight(candidates, relevant, WordOverlap(), texts)
+    bagged = pick_first_stage_weight(candidates, relevant, WordOverlap(), texts, rule="bagged",
+                                     units={"q1": "a", "q2": "b", "q3": "b"})  # fmt: skip
+    assert one_se["rule"] == "one_se" and one_se["weight"] == one_se["one_se_weight"] and "spread" not in one_se
+    assert bagged["rule"] == "bagged" and bagged["one_se_weight"] == one_se["weight"] and bagged["units"] == 2
+    table = per_query_by_weight(candidates, relevant, WordOverlap(), texts)
+    assert bagged["weight"] == bagged_one_standard_error_weight(table, {"q1": "a", "q2": "b", "q3": "b"})["weight"]
+    with pytest.raises(ValueError, match="unknown first-stage weight rule"):
+        pick_first_stage_weight(candidates, relevant, WordOverlap(), texts, rule="median")
+
+
+def test_the_run_config_names_a_bad_rule() -> None:
+    from synthrank.errors import DataError
+    from synthrank.evaluate.config import EvaluateConfig
+
+    assert EvaluateConfig.from_dict({"first_stage_rule": "bagged"}).first_stage_rule == "bagged"
+    with pytest.raises(DataError, match=r"evaluate\.first_stage_rule"):
+        EvaluateConfig.from_dict({"first_stage_rule": "median"})

@@ -219,7 +219,7 @@ def test_the_run_writes_bm25s_weight_into_the_model_folder_and_the_adapters_serv
     out.mkdir()
     corpus = {json.loads(line)["_id"]: json.loads(line) for line in (tiny_beir / "corpus.jsonl").open()}
     synthetic = {"s1": ("optic nerve damage in the eye", "d1"), "s2": ("blood glucose hormone", "d5"),
-                 "s3": ("chronic lung airways", "d3")}  # fmt: skip
+                 "s3": ("chronic lung airways", "d3"), "s4": ("glaucoma eye pressure", "d1")}  # fmt: skip
     kept = [TrainingGroup(q, text, Passage(pos, corpus[pos]["text"]),
                           [Passage(d, corpus[d]["text"], rank=i + 2) for i, d in enumerate(x for x in corpus if x != pos)])
             for q, (text, pos) in synthetic.items()]  # fmt: skip
@@ -227,7 +227,7 @@ def test_the_run_writes_bm25s_weight_into_the_model_folder_and_the_adapters_serv
     with (out / "candidates.jsonl").open("w", encoding="utf-8") as fh:
         for q, (text, pos) in synthetic.items():
             scores = {d: (5.0 if d == pos else 1.0 + i / 10) for i, d in enumerate(corpus)}
-            fh.write(json.dumps({"query_id": q, "query": text,
+            fh.write(json.dumps({"query_id": q, "query": text, "source_doc_id": pos,
                                  "candidates": [{"doc_id": d, "score": s} for d, s in scores.items()]}) + "\n")  # fmt: skip
     config = load_run_config(None, {
         "corpus": str(tiny_beir),
@@ -240,7 +240,7 @@ def test_the_run_writes_bm25s_weight_into_the_model_folder_and_the_adapters_serv
     run_evaluate(run, ctx)
     picked = json.loads((out / "evaluation.json").read_text())["first_stage_fusion"]
     served = json.loads((model_dir / SERVING_FILE).read_text())
-    assert served["first_stage_weight"] == picked["weight"] and served["queries"] == picked["queries"] == 3
+    assert served["first_stage_weight"] == picked["weight"] and served["queries"] == picked["queries"] == 4
     assert picked["weight"] > 0 and SynthReranker(model_dir).first_stage_weight == picked["weight"]
     assert SynthReranker(model_dir, first_stage_weight=0).first_stage_weight == 0.0
     assert SynthReranker(model_dir, first_stage_weight=0.7).first_stage_weight == 0.7
@@ -248,3 +248,24 @@ def test_the_run_writes_bm25s_weight_into_the_model_folder_and_the_adapters_serv
                                  "evaluate": {**config["evaluate"], "first_stage_fusion": False}})  # fmt: skip
     run_evaluate(RunContext(off, out, show_progress=False), ctx)
     assert not (model_dir / SERVING_FILE).exists() and SynthReranker(model_dir).first_stage_weight == 0.0
+    # the bagged rule: the one-standard-error choice averaged over resamples of the source passages, served as is
+    from synthrank.data import load_dataset
+    from synthrank.rerank import BiEncoderScorer
+    from synthrank.rerank.first_stage import (
+        bagged_one_standard_error_weight,
+        per_query_by_weight,
+        source_passages_of_run,
+        synthetic_queries_of_run,
+    )
+
+    bagged = load_run_config(None, {**{k: config[k] for k in ("corpus", "train")},
+                                    "evaluate": {**config["evaluate"], "first_stage_rule": "bagged"}})  # fmt: skip
+    run_evaluate(RunContext(bagged, out, show_progress=False), ctx)
+    picked_bagged = json.loads((out / "evaluation.json").read_text())["first_stage_fusion"]
+    assert picked_bagged["units"] == 3  # s1 and s4 were written from one passage: resampled together
+    served = json.loads((model_dir / SERVING_FILE).read_text())
+    assert picked_bagged["rule"] == "bagged" and picked_bagged["one_se_weight"] == picked["weight"]
+    assert served["first_stage_weight"] == picked_bagged["weight"] and "bagged" in served["picked_on"]
+    candidates, relevant, texts = synthetic_queries_of_run(out, load_dataset(str(tiny_beir)).corpus)
+    per_query = per_query_by_weight(candidates, relevant, BiEncoderScorer(str(tiny_model)), texts)
+    assert picked_bagged["weight"] == bagged_one_standard_error_weight(per_query, source_passages_of_run(out))["weight"]

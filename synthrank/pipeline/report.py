@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from synthrank.data import atomic_write
+from synthrank.rerank.serving import weight_text
 from synthrank.runner.steps import StepResult
 
 _USAGE_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "wall_seconds")
@@ -81,12 +82,18 @@ def _evaluation_section(output_dir: Path) -> list[str]:
                       f"{fusion.get('dev_groups', '?')} held-out synthetic groups best by {fusion['metric']}."]  # fmt: skip
         first_stage = data.get("first_stage_fusion") if not title else None
         if first_stage:
-            lines += ["", f"The BM25-fused row weighs BM25's z-scores {first_stage['weight']:.1f} and the trained "
-                      f"model's {1 - first_stage['weight']:.1f}: the least BM25 weight within one standard error of "
-                      f"the best ({first_stage['best_weight']:.1f}) on {first_stage['queries']} kept synthetic queries. "
+            w = first_stage["weight"]
+            if first_stage.get("rule") == "bagged":
+                how = (f"the one-standard-error rule's choice averaged over resamples of the source passages (on all "
+                       f"of them it chose {first_stage['one_se_weight']:.1f}; the best was "
+                       f"{first_stage['best_weight']:.1f})")  # fmt: skip
+            else:
+                how = f"the least BM25 weight within one standard error of the best ({first_stage['best_weight']:.1f})"
+            lines += ["", f"The BM25-fused row weighs BM25's z-scores {weight_text(w)} and the trained model's "
+                      f"{weight_text(1 - w)}: {how} on {first_stage['queries']} kept synthetic queries. "
                       "The trained model's folder carries the weight (synthrank_serving.json): SynthReranker and "
                       "SynthRankRanker serve it by default (`first_stage_weight=\"auto\"`, here "
-                      f"`first_stage_weight={first_stage['weight']:.1f}`; `0` serves the model alone)."]  # fmt: skip
+                      f"`first_stage_weight={weight_text(w)}`; `0` serves the model alone)."]  # fmt: skip
         if "usage" in part:
             lines += [
                 "",

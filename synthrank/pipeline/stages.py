@@ -367,32 +367,43 @@ def run_evaluate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     return {"dataset": dataset.name, "split": e["split"], "queries": len(dataset.judged_queries()), "systems": systems,
             "significance": [s for s in result["main"]["significance"] if s.get("metric") == "nDCG@10"],
             **({"fusion": {k: fusion[k] for k in ("weight", "metric")}} if fusion else {}),
-            **({"first_stage_fusion": {k: first_stage[k] for k in ("weight", "best_weight", "queries")}}
+            **({"first_stage_fusion": {k: first_stage[k] for k in FIRST_STAGE_KEYS}}
                if first_stage else {})}  # fmt: skip
 
 
 FUSED_NAME = "synthrank + zero-shot (fused)"
+FIRST_STAGE_KEYS = ("weight", "best_weight", "one_se_weight", "rule", "queries")  # what evaluation.json keeps
 FIRST_STAGE_FUSED_NAME = "synthrank + BM25 (fused)"
 
 
 def _pick_first_stage_weight(run: RunContext, ctx: StepContext, zero_shot: Any) -> dict[str, Any] | None:
     """BM25's fusion weight, picked on the run's kept synthetic queries (their mined BM25 candidates, scored by the
-    untuned encoder that none of them trained) by the one-standard-error rule; never on an evaluation query."""
-    from synthrank.rerank.first_stage import pick_first_stage_weight, synthetic_queries_of_run
+    untuned encoder that none of them trained) by ``evaluate.first_stage_rule``; never on an evaluation query."""
+    from synthrank.rerank.first_stage import (
+        RULE_NAMES,
+        pick_first_stage_weight,
+        source_passages_of_run,
+        synthetic_queries_of_run,
+    )
+    from synthrank.rerank.serving import weight_text
 
     candidates, relevant, texts = synthetic_queries_of_run(ctx.output_dir, run.dataset.corpus)
     if not candidates:
         logger.warning("no BM25 fusion row: no kept synthetic query with mined candidates to pick its weight on")
         return None
-    picked = pick_first_stage_weight(candidates, relevant, zero_shot, texts, show_progress=run.show_progress)
-    logger.info("BM25 fusion weight %.1f (one-standard-error rule; best %.1f) on %d synthetic queries",
-                picked["weight"], picked["best_weight"], picked["queries"])  # fmt: skip
+    rule = run.config["evaluate"].get("first_stage_rule", "one_se")
+    picked = pick_first_stage_weight(candidates, relevant, zero_shot, texts, rule=rule,
+                                     units=source_passages_of_run(ctx.output_dir), show_progress=run.show_progress)  # fmt: skip
+    logger.info("BM25 fusion weight %s (%s rule; one-standard-error %.1f, best %.1f) on %d synthetic queries",
+                weight_text(picked["weight"]), RULE_NAMES[rule], picked["one_se_weight"], picked["best_weight"],
+                picked["queries"])  # fmt: skip
     return picked
 
 
 def _serve_first_stage_weight(run: RunContext, ctx: StepContext, zero_shot: Any) -> dict[str, Any] | None:
     """Pick BM25's fusion weight (``evaluate.first_stage_fusion``) and write it into the trained model's folder,
     which the adapters serve by default; with the fusion off, a weight written by an earlier evaluation goes."""
+    from synthrank.rerank.first_stage import RULE_NAMES
     from synthrank.rerank.serving import SERVING_FILE, write_serving_settings
 
     model_dir = trained_model_dir(ctx.output_dir)
@@ -401,7 +412,7 @@ def _serve_first_stage_weight(run: RunContext, ctx: StepContext, zero_shot: Any)
         (model_dir / SERVING_FILE).unlink(missing_ok=True)
         return None
     write_serving_settings(model_dir, picked["weight"], best_weight=picked["best_weight"], queries=picked["queries"],
-                           picked_on="the run's kept synthetic queries (candidates.jsonl), one-standard-error rule",
+                           picked_on=f"the run's kept synthetic queries (candidates.jsonl), {RULE_NAMES[picked['rule']]} rule",
                            scorer=run.config["evaluate"]["zero_shot_model"])  # fmt: skip
     return picked
 
@@ -483,9 +494,10 @@ def _generate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
-    """The evaluate settings; ``first_stage_fusion`` at its default is left out, so a folder evaluated before the
-    BM25 fusion row existed is not evaluated again (its report lacks that row)."""
-    return {k: v for k, v in section.items() if not (k == "first_stage_fusion" and v is True)}
+    """The evaluate settings; ``first_stage_fusion`` on and ``first_stage_rule`` at ``one_se`` are left out, so a
+    folder evaluated before those settings existed is not evaluated again (its served weight is that rule's)."""
+    unchanged = {"first_stage_fusion": True, "first_stage_rule": "one_se"}
+    return {k: v for k, v in section.items() if not (k in unchanged and v == unchanged[k])}
 
 
 def build_steps(run: RunContext) -> list[Step]:

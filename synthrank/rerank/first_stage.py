@@ -106,6 +106,12 @@ def bagged_one_standard_error_weight(
             "resamples": resamples, "units": units}  # fmt: skip
 
 
+FIRST_STAGE_RULES: tuple[str, ...] = ("one_se", "bagged")
+"""How :func:`pick_first_stage_weight` turns the synthetic queries' table into a weight: the one-standard-error
+rule, or that rule averaged over resamples of the source passages (:func:`bagged_one_standard_error_weight`)."""
+RULE_NAMES: dict[str, str] = {"one_se": "one-standard-error", "bagged": "bagged one-standard-error"}
+
+
 def pick_first_stage_weight(
     candidates: Mapping[str, tuple[str, Mapping[str, float]]],
     relevant: Mapping[str, Mapping[str, int]],
@@ -114,9 +120,12 @@ def pick_first_stage_weight(
     *,
     metric: str = "nDCG@10",
     grid: Sequence[float] = WEIGHT_GRID,
+    rule: str = "one_se",
+    units: Mapping[str, str] | None = None,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """The first-stage fusion weight, picked on synthetic queries by the one-standard-error rule.
+    """The first-stage fusion weight, picked on synthetic queries by the one-standard-error rule (``rule="one_se"``)
+    or by that rule bagged over resamples of the source passages (``rule="bagged"``).
 
     Args:
         candidates: query id -> (query text, the first stage's candidates: doc id -> score), e.g. the run's
@@ -126,12 +135,23 @@ def pick_first_stage_weight(
         scorer: the model the weight is for. Use one that did not train on these queries (the zero-shot
             encoder), or the weight leans towards a model that has seen their positives.
         passage_text: doc id -> the text the scorer reads.
+        units: query id -> its source passage, the unit the bagged rule resamples (:func:`source_passages_of_run`);
+            ``None``: each query is its own.
 
-    Returns ``{"weight", "best_weight", "se", "table", "queries"}``.
+    Returns ``{"weight", "best_weight", "one_se_weight", "se", "table", "queries", "metric", "rule"}`` (``bagged``
+    adds ``"spread"``, the choice's standard deviation over resamples, and ``"units"``, the passages resampled).
     """
+    if rule not in FIRST_STAGE_RULES:
+        raise ValueError(f"unknown first-stage weight rule {rule!r}; known: {', '.join(FIRST_STAGE_RULES)}")
     per_query = per_query_by_weight(candidates, relevant, scorer, passage_text, metric=metric, grid=grid,
                                     show_progress=show_progress)  # fmt: skip
-    return {**one_standard_error_weight(per_query), "queries": len(next(iter(per_query.values()))), "metric": metric}
+    picked = one_standard_error_weight(per_query)
+    out = {**picked, "one_se_weight": picked["weight"], "queries": len(next(iter(per_query.values()))),
+           "metric": metric, "rule": rule}  # fmt: skip
+    if rule == "bagged":
+        bagged = bagged_one_standard_error_weight(per_query, units)
+        out.update(weight=bagged["weight"], spread=bagged["spread"], units=bagged["units"])
+    return out
 
 
 def per_query_by_weight(

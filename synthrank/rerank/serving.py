@@ -23,6 +23,11 @@ SERVING_FILE = "synthrank_serving.json"
 AUTO = "auto"
 
 
+def weight_text(weight: float) -> str:
+    """A weight as reports and logs show it: one decimal for a grid weight (0.2), two for a bagged one (0.21)."""
+    return f"{weight:.1f}" if abs(weight - round(weight, 1)) < 1e-9 else f"{weight:.2f}"
+
+
 def write_serving_settings(model_dir: str | Path, first_stage_weight: float, **provenance: Any) -> Path:
     """Write the weight (and where it came from: ``provenance``, e.g. the queries it was picked on) into the
     model folder; an existing file is replaced."""
@@ -68,6 +73,6 @@ def resolve_first_stage_weight(setting: float | str, model: str | Path | None) -
     weight = served_first_stage_weight(model) if model is not None else None
     if weight is None:
         return 0.0
-    logger.info("serving %s fused with the first stage's score at weight %.1f (%s; first_stage_weight=0 turns it off)",
-                model, weight, SERVING_FILE)  # fmt: skip
+    logger.info("serving %s fused with the first stage's score at weight %s (%s; first_stage_weight=0 turns it off)",
+                model, weight_text(weight), SERVING_FILE)  # fmt: skip
     return weight
