@@ -6,7 +6,7 @@ points, since every seed trains on the same queries and the weight is picked wit
 benchmark draws many default-sized runs instead: from one large-budget run's queries (80 source passages) it takes
 ``--draws`` random sets of ``--passages`` source passages (each with all its queries), lets each rule pick a weight
 on that draw's synthetic queries alone, and scores the served model fused at that weight on the corpus's real
-judged queries. No rule reads an evaluation query; the evaluation queries only score what the rules chose, which is
+judged queries (the row's saved ranking, and the zero-shot encoder's as a second served model). No rule reads an evaluation query; the evaluation queries only score what the rules chose, which is
 the scorecard's own job (one rule for every corpus, not a per-corpus choice).
 
 Rules: ``best`` (the best weight on the synthetic queries), ``one_se`` (the least BM25 weight within one standard
@@ -108,20 +108,26 @@ def measure(folder: Path, ranking_path: Path, args: argparse.Namespace) -> dict[
     candidates, relevant, texts = synthetic_queries_of_run(folder, evaluator.dataset.corpus)
     per_query = per_query_by_weight(candidates, relevant, BiEncoderScorer("minilm", batch_size=64, dtype=args.dtype),
                                     texts)  # fmt: skip
-    cache: dict[float, float] = {}
+    passage_of = source_passages_of_run(folder)
+    rankings = {args.row: ranking}
+    if args.zero_shot:
+        rankings["zero-shot"] = evaluator.zero_shot()[1]  # the untuned encoder's own ranking of the same top-k
+    result: dict[str, Any] = {"run": folder.name, "ranking": str(ranking_path.relative_to(args.work_dir)), "models": {}}
+    for name, served in rankings.items():
+        cache: dict[float, float] = {}
 
-    def served_score(weight: float) -> float:
-        key = round(weight, 2)
-        if key not in cache:
-            fused = fuse_with_first_stage(evaluator.first_stage, ranking, key)
-            cache[key] = evaluate_run(fused, evaluator.dataset.qrels, ("nDCG@10",)).aggregate["nDCG@10"]
-        return cache[key]
+        def served_score(weight: float, served: dict[str, dict[str, float]] = served,
+                         cache: dict[float, float] = cache) -> float:  # fmt: skip
+            key = round(weight, 2)
+            if key not in cache:
+                fused = fuse_with_first_stage(evaluator.first_stage, served, key)
+                cache[key] = evaluate_run(fused, evaluator.dataset.qrels, ("nDCG@10",)).aggregate["nDCG@10"]
+            return cache[key]
 
-    result = simulate(per_query, source_passages_of_run(folder), served_score, passages=args.passages,
-                      draws=args.draws, resamples=args.resamples, seed=args.seed)  # fmt: skip
-    result["run"] = folder.name
-    result["ranking"] = str(ranking_path.relative_to(args.work_dir))
-    result["served_curve"] = {f"{w:.1f}": served_score(w) for w in WEIGHT_GRID}  # context only: no rule reads it
+        model = simulate(per_query, passage_of, served_score, passages=args.passages, draws=args.draws,
+                         resamples=args.resamples, seed=args.seed)  # fmt: skip
+        model["served_curve"] = {f"{w:.1f}": served_score(w) for w in WEIGHT_GRID}  # context only: no rule reads it
+        result["models"][name] = model
     return result
 
 
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, help="comma-separated large-budget run folders under --work-dir")
     parser.add_argument("--row", default="synthrank@quick-2ep", help="the scorecard row whose saved ranking is served")
     parser.add_argument("--ranking-seed", type=int, default=42)
+    parser.add_argument("--no-zero-shot", dest="zero_shot", action="store_false",
+                        help="skip the second served model, the zero-shot encoder (its own evaluation pass)")
     parser.add_argument("--passages", type=int, default=20, help="source passages per draw (the default budget's)")
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--resamples", type=int, default=100, help="bootstrap resamples of the bagged rule")
@@ -155,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(folder, ranking, args)
         done["runs"][name] = result
         write_json(args.output, done)  # after every corpus: a stopped benchmark keeps what it measured
-        peer = result["rules"][PEER]["served_ndcg10"]
-        for rule, r in result["rules"].items():
-            print(f"{name}: {rule:>6} w {r['weight_mean']:.2f}±{r['weight_std']:.2f} served nDCG@10 "
-                  f"{r['served_ndcg10']:.4f} ({r['served_ndcg10'] / peer:.3f}x {PEER}; {r[f'vs_{PEER}']:+.4f}, better "
-                  f"on {r[f'vs_{PEER}_draws_better']} / worse on {r[f'vs_{PEER}_draws_worse']} of "
-                  f"{result['draws']} draws)")  # fmt: skip
+        for model, sim in result["models"].items():
+            peer = sim["rules"][PEER]["served_ndcg10"]
+            for rule, r in sim["rules"].items():
+                print(f"{name} [{model}]: {rule:>6} w {r['weight_mean']:.2f}±{r['weight_std']:.2f} served nDCG@10 "
+                      f"{r['served_ndcg10']:.4f} ({r['served_ndcg10'] / peer:.3f}x {PEER}; {r[f'vs_{PEER}']:+.4f}, "
+                      f"better on {r[f'vs_{PEER}_draws_better']} / worse on {r[f'vs_{PEER}_draws_worse']} of "
+                      f"{sim['draws']} draws)")  # fmt: skip
     return 0
 
 
