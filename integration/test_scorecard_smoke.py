@@ -67,7 +67,7 @@ def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None
     assert spent["passages"] == run["usage"]["calls"] > 16 and spent["usage"]["steps"]["label"]["calls"] == 0
     assert spent["config"]["generate"]["max_passages"] == spent["passages"] and "scorecard" not in spent["config"]
     block = card["summary"]["default"]["corpora"]["vaswani"]
-    fused = {f"{r}{f}" for r in ("synthrank", "synthrank@longer", "synthrank@nolabel") for f in ("+bm25", "+bm25se")}
+    fused = {f"{r}{f}" for r in ("synthrank", "synthrank@longer", "synthrank@nolabel") for f in ("+bm25", "+bm25se", "+bm25bag")}
     assert set(block["rows"]) == {"synthrank", "synthrank@longer", "synthrank@nolabel", "inpars", "gpl", "st", *fused}
     weight = cells["vaswani/default/bm25-weight"]  # picked on the run's synthetic queries, used by every fused row
     assert 0.0 <= weight["weight"] <= 1.0 and weight["queries"] >= 1 and len(weight["table"]) == 11
@@ -76,6 +76,9 @@ def test_scorecard_smoke(tmp_path: Path, llama_server: LocalLlamaServer) -> None
     assert weight["table"][f"{weight['weight_1se']:.1f}"] >= max(weight["table"].values()) - weight["se"] - 1e-9
     assert cells["vaswani/default/synthrank+bm25se/seed2"]["bm25_weight"] == weight["weight_1se"]
     assert block["zero-shot+bm25se"]["weight"] == weight["weight_1se"]
+    # the bagged rule: the 1-SE choice averaged over resamples of the source passages, a weight between grid points
+    assert 0.0 <= weight["weight_bagged"] <= 1.0 and weight["bagged_spread"] >= 0.0
+    assert cells["vaswani/default/synthrank+bm25bag/seed1"]["bm25_weight"] == weight["weight_bagged"]
     assert cells["vaswani/default/synthrank+bm25/seed1"]["bm25_weight"] == weight["weight"]
     own = cells["vaswani/default/bm25-weight@nolabel"]  # a data lever's weight comes from its own queries
     assert own["queries"] > weight["queries"]
