@@ -537,21 +537,14 @@ def pick_bm25_weight(folder: Path, corpus: dict[str, Any], scorer: Any) -> dict[
     rule averaged over 200 resamples of the source passages
     (:func:`synthrank.rerank.first_stage.bagged_one_standard_error_weight`).
     """
-    from synthrank.rerank.first_stage import (
-        bagged_one_standard_error_weight,
-        one_standard_error_weight,
-        per_query_by_weight,
-        source_passages_of_run,
-        synthetic_queries_of_run,
-    )
+    from synthrank.rerank.first_stage import pick_first_stage_weight, source_passages_of_run, synthetic_queries_of_run
 
     candidates, relevant, texts = synthetic_queries_of_run(folder, corpus)
-    per_query = per_query_by_weight(candidates, relevant, scorer, texts)
-    picked = one_standard_error_weight(per_query)
-    bagged = bagged_one_standard_error_weight(per_query, source_passages_of_run(folder))
-    return {"weight": picked["best_weight"], "weight_1se": picked["weight"], "se": picked["se"],
-            "weight_bagged": bagged["weight"], "bagged_spread": bagged["spread"], "table": picked["table"],
-            "queries": len(next(iter(per_query.values())))}  # fmt: skip
+    picked = pick_first_stage_weight(candidates, relevant, scorer, texts, rule="bagged",
+                                     units=source_passages_of_run(folder))  # fmt: skip
+    return {"weight": picked["best_weight"], "weight_1se": picked["one_se_weight"], "se": picked["se"],
+            "weight_bagged": picked["weight"], "bagged_spread": picked["spread"], "table": picked["table"],
+            "queries": picked["queries"]}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- rows phase

@@ -391,9 +391,10 @@ def _pick_first_stage_weight(run: RunContext, ctx: StepContext, zero_shot: Any) 
     if not candidates:
         logger.warning("no BM25 fusion row: no kept synthetic query with mined candidates to pick its weight on")
         return None
-    rule = run.config["evaluate"].get("first_stage_rule", "one_se")
-    picked = pick_first_stage_weight(candidates, relevant, zero_shot, texts, rule=rule,
-                                     units=source_passages_of_run(ctx.output_dir), show_progress=run.show_progress)  # fmt: skip
+    rule = run.config["evaluate"]["first_stage_rule"]
+    units = source_passages_of_run(ctx.output_dir) if rule == "bagged" else None  # only the bagged rule resamples
+    picked = pick_first_stage_weight(candidates, relevant, zero_shot, texts, rule=rule, units=units,
+                                     show_progress=run.show_progress)  # fmt: skip
     logger.info("BM25 fusion weight %s (%s rule; one-standard-error %.1f, best %.1f) on %d synthetic queries",
                 weight_text(picked["weight"]), RULE_NAMES[rule], picked["one_se_weight"], picked["best_weight"],
                 picked["queries"])  # fmt: skip

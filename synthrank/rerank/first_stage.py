@@ -60,15 +60,22 @@ def one_standard_error_weight(per_query: Mapping[float, Mapping[str, float]]) ->
     return {"weight": chosen, "best_weight": best, "se": se, "table": {f"{w:.1f}": means[w] for w in sorted(means)}}
 
 
+def queries_by_unit(
+    per_query: Mapping[float, Mapping[str, float]], unit_of: Mapping[str, str] | None
+) -> dict[str, list[str]]:
+    """The table's queries grouped by the unit a resample draws (a query without one is its own unit)."""
+    by_unit: dict[str, list[str]] = {}
+    for q in sorted(next(iter(per_query.values()))):
+        by_unit.setdefault((unit_of or {}).get(q, q), []).append(q)
+    return by_unit
+
+
 def resampled_by_unit(
     per_query: Mapping[float, Mapping[str, float]], unit_of: Mapping[str, str] | None, *, resamples: int, seed: int
 ) -> Iterator[dict[float, dict[str, float]]]:
     """Bootstrap resamples of each weight's per-query values, drawing whole units (a query's source passage, with
     all its queries; a query without one is its own unit), seeded."""
-    queries = sorted(next(iter(per_query.values())))
-    by_unit: dict[str, list[str]] = {}
-    for q in queries:
-        by_unit.setdefault((unit_of or {}).get(q, q), []).append(q)
+    by_unit = queries_by_unit(per_query, unit_of)
     units = sorted(by_unit)
     rng = random.Random(seed)
     for _ in range(resamples):
@@ -101,9 +108,8 @@ def bagged_one_standard_error_weight(
         raise ValueError("no weights to choose from")
     choices = [float(one_standard_error_weight(sample)["weight"])
                for sample in resampled_by_unit(per_query, unit_of, resamples=resamples, seed=seed)]  # fmt: skip
-    units = len(set((unit_of or {}).get(q, q) for q in next(iter(per_query.values()))))
     return {"weight": round(statistics.fmean(choices), 2), "spread": statistics.pstdev(choices),
-            "resamples": resamples, "units": units}  # fmt: skip
+            "resamples": resamples, "units": len(queries_by_unit(per_query, unit_of))}  # fmt: skip
 
 
 FIRST_STAGE_RULES: tuple[str, ...] = ("one_se", "bagged")
