@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = json.loads(args.output.read_text()) if args.output.exists() else {}
     if out.get("run") != str(folder):
         out = {"benchmark": "real_queries", "run": str(folder), "corpus": corpus_name, "rows": {}}
-    out.update(command="benchmarks/bench_real_queries.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               train_split=args.train_split, dtype=dtype, peer="synthetic",
+    command = "benchmarks/bench_real_queries.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out.pop("command", None)  # one invocation per recipe: every command that wrote rows is kept
+    out["commands"] = [*(c for c in out.get("commands", []) if c != command), command]
+    out.update(train_split=args.train_split, dtype=dtype, peer="synthetic",
                synthetic_groups=len(train), dev_groups=len(dev))  # fmt: skip
 
     def save() -> None:
