@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--train", default="", help="train settings laid over the run's for every row, as JSON "
                         "(e.g. '{\"merge_with_base\": 0.0}'); the rows are then named with --tag")  # fmt: skip
-    parser.add_argument("--tag", default="", help="appended to the row names of this invocation")
+    parser.add_argument("--tag", default="", help="appended to the row names of this invocation (after a '-')")
     parser.add_argument("--top-k", type=int, default=30)
     parser.add_argument("--dtype", default=None, help="scoring dtype (default: bf16 where the CPU has it)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "real_queries.json")
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     overlay = json.loads(args.train) if args.train else None
     if overlay and not args.tag:
         parser.error("--train changes the recipe: name its rows with --tag")
+    tag = f"-{args.tag.lstrip('-')}" if args.tag else ""  # synthetic-TAG is the peer of real-N-TAG
     train, dev, section = scorecard.training_split(folder, overlay)
     from synthrank.train import DevSet
 
@@ -151,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluator.run("bm25", None)  # the first stage every fused row shares
     corpus_dir = corpus.path()
     for seed in [int(s) for s in args.seeds.split(",") if s]:
-        plan: list[tuple[str, Any]] = [(f"synthetic{args.tag}", None)]
+        plan: list[tuple[str, Any]] = [(f"synthetic{tag}", None)]
         for size in [s for s in args.sizes.split(",") if s]:
             n = len(train) if size == "same" else None if size == "all" else int(size)
-            plan.append((f"real-{'all' if n is None else n}{args.tag}", n))
+            plan.append((f"real-{'all' if n is None else n}{tag}", n))
         for name, size in plan:
             key = f"{name}/seed{seed}"
             if key in rows and "positives_in_first_stage" in rows[key]:
