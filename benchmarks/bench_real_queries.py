@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # scorecard.py: its evaluator, training, weight pick and paired tests
 logger = logging.getLogger("real_queries")
 
 
@@ -65,16 +66,11 @@ def positives_in_first_stage(groups: list[Any]) -> dict[str, float]:
             "outside_top_k": round(sum(r is None for r in ranks) / len(ranks), 3)}  # fmt: skip
 
 
-def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    from synthrank.evaluate import paired_t_test_per_query
-
-    test = paired_t_test_per_query(a, b, "nDCG@10")
-    return {"delta": round(test.delta, 4), "p_value": test.p_value, "queries": test.num_queries}
-
-
 def compare(rows: dict[str, Any]) -> None:
     """Each trained row against the zero-shot encoder (alone; served: also the zero-shot model fused alike, what
     training adds to the served system) and against the synthetic row of its seed and tag."""
+    from scorecard import paired
+
     zero = rows["zero-shot"]
     for key, row in rows.items():
         if key == "zero-shot":
@@ -105,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "real_queries.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import scorecard
 
     folder: Path = args.run
-    corpus_name = max((n for n in scorecard.CORPORA if folder.name.startswith(n + "-")), key=len, default=None)
-    if corpus_name is None:
-        parser.error(f"{folder.name} is not a scorecard run folder (<corpus>-<budget>[@lever])")
+    try:
+        corpus_name = scorecard.corpus_of_run(folder)
+    except ValueError as exc:
+        parser.error(str(exc))
     corpus = scorecard.CORPORA[corpus_name]
     dtype = args.dtype or scorecard.evaluation_dtype()
     config = json.loads((folder / "run_config.json").read_text(encoding="utf-8"))
@@ -120,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--train changes the recipe: name its rows with --tag")
     tag = f"-{args.tag.lstrip('-')}" if args.tag else ""  # synthetic-TAG is the peer of real-N-TAG
     train, dev, section = scorecard.training_split(folder, overlay)
+    from synthrank.data import write_json
     from synthrank.train import DevSet
 
     dev_set = DevSet.from_groups(dev) if dev else None
@@ -133,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                synthetic_groups=len(train), dev_groups=len(dev))  # fmt: skip
 
     def save() -> None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(args.output)
+        write_json(args.output, out, indent=1)
 
     evaluator = scorecard.Evaluator(corpus, args.top_k, dtype)
     if "weight" not in out:

@@ -101,7 +101,7 @@ def measure(folder: Path, ranking_path: Path, args: argparse.Namespace) -> dict[
     sys.path.insert(0, str(REPO / "benchmarks"))
     import scorecard
 
-    corpus_name = folder.name.split("-large")[0].split("-default")[0]
+    corpus_name = scorecard.corpus_of_run(folder)
     evaluator = scorecard.Evaluator(scorecard.CORPORA[corpus_name], args.top_k, args.dtype)
     ranking = json.loads(ranking_path.read_text(encoding="utf-8"))
     evaluator.run("bm25", None)  # the evaluation's BM25 first stage (the run's own top-k)

@@ -198,6 +198,15 @@ def run_dir(work: Path, corpus: str, budget: str, variant: str | None = None) ->
     return work / (f"{corpus}-{budget}" + (f"@{variant}" if variant else ""))
 
 
+def corpus_of_run(folder: Path) -> str:
+    """The corpus a run folder (``<corpus>-<budget>[@lever]``, :func:`run_dir`) belongs to: the longest corpus name
+    it starts with, so ``medquad-excl-large`` is MedQuAD-excl's, not MedQuAD's. ValueError for another folder."""
+    name = max((c for c in CORPORA if folder.name.startswith(c + "-")), key=len, default=None)
+    if name is None:
+        raise ValueError(f"{folder.name} is not a scorecard run folder (<corpus>-<budget>[@lever])")
+    return name
+
+
 def data_variant(variant: str | None, variants: dict[str, dict[str, Any]]) -> str | None:
     """The variant whose data a row trains on: a training-only lever trains on the default data, or on another
     variant's with ``scorecard: {data: NAME}`` (a training lever of that recipe: no LLM call of its own)."""
