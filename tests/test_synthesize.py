@@ -30,6 +30,7 @@ from synthrank.synthesize import (
     sample_passages,
 )
 from synthrank.synthesize.filters import Candidate, longest_common_run
+from synthrank.synthesize.prompts import INSTRUCTION_EXAMPLE, echoes_example_instruction
 from tests.fake_openai_server import FakeOpenAIServer, Fault
 
 # ---------------------------------------------------------------------------- sampling
@@ -375,6 +376,39 @@ def test_filters_are_counted_and_survival_reported(server: FakeOpenAIServer, tin
     assert survival["roundtrip"] == pytest.approx(report.kept / 12, abs=1e-4)
     rejected = read_jsonl(tmp_path / "rejected.jsonl")
     assert Counter(r["filter"] for r in rejected) == Counter(report.rejected)
+
+
+def test_an_instruction_copied_from_the_prompts_example_is_dropped_and_its_query_kept(
+    tiny_beir: Path, tmp_path: Path
+) -> None:
+    """Qwen2.5-Coder-1.5B copies the example instruction into most instruction queries (SciFact: 30 of 40): judged
+    against it, a passage on apoptosis in mice is irrelevant, so the judge would reject the query's own source."""
+    corpus = read_corpus(tiny_beir)
+    passages = sorted(corpus.values(), key=lambda d: d.id)
+    echoing = {passages[0].title, passages[1].title}
+
+    def answer(body: dict) -> str:
+        user = body["messages"][-1]["content"]
+        title = _TITLE_RE.search(user).group(1)  # type: ignore[union-attr]
+        example = "only passages that describe treatment options are relevant" if title == passages[1].title else INSTRUCTION_EXAMPLE
+        instruction = example if title in echoing else f"Only passages about {title}."
+        return json.dumps({"queries": [{"query": f"{title} causes", "instruction": instruction}]})
+
+    out = tmp_path / "q.jsonl"
+    with FakeOpenAIServer(responder=lambda body: Fault.ok(answer(body))) as srv, _client(srv, tmp_path) as client:
+        report = QueryGenerator(client, GenerationConfig(query_types=["instruction"])).generate(passages, out)
+    records = {r["source_doc_id"]: r for r in read_jsonl(out)}
+    assert len(records) == len(passages), "an echoed instruction must not cost its query"
+    for doc in passages:
+        rec = records[doc.id]
+        if doc.title in echoing:
+            assert rec["instruction"] is None and rec["instruction_echo"] is True
+        else:
+            assert rec["instruction"] == f"Only passages about {doc.title}." and "instruction_echo" not in rec
+    assert report.instructions_echoed == 2
+    assert echoes_example_instruction("  Only passages that describe TREATMENT options are relevant ")
+    assert not echoes_example_instruction("Only passages that describe treatment options for gout are relevant.")
+    assert not echoes_example_instruction(None)
 
 
 def test_budget_stops_early(server: FakeOpenAIServer, tiny_beir: Path, tmp_path: Path) -> None:

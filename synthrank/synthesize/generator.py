@@ -41,6 +41,7 @@ from synthrank.synthesize.prompts import (
     REALISTIC_STYLES,
     PersonaSet,
     check_search_task,
+    echoes_example_instruction,
     generation_messages,
 )
 
@@ -187,6 +188,7 @@ class GenerationReport:
     rejected: dict[str, int] = field(default_factory=dict)
     parse_failures: dict[str, int] = field(default_factory=dict)
     repaired: int = 0
+    instructions_echoed: int = 0  # instructions that copied the prompt's example, dropped (their queries kept bare)
     stopped_by: str | None = None
     seconds: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
@@ -388,8 +390,9 @@ class QueryGenerator:
         kept = 0
         passage_text = doc.full_text()
         for index, (query, instruction) in enumerate(items[: self.config.n_per_type]):
-            if slot.query_type != "instruction":
-                instruction = None
+            echoed = slot.query_type == "instruction" and echoes_example_instruction(instruction)
+            if slot.query_type != "instruction" or echoed:
+                instruction = None  # an echoed example says nothing about this passage: the query stays, bare
             candidate = Candidate(query, slot.doc_id, slot.query_type, slot.persona, instruction)
             verdict = apply_filters(self.filters, candidate, passage_text)
             record = {
@@ -401,6 +404,7 @@ class QueryGenerator:
                 "model": self.client.model,
                 "prompt_version": PROMPT_VERSION,
                 **candidate.info,
+                **({"instruction_echo": True} if echoed else {}),
             }
             if verdict.keep:
                 kept_writer.append(record)
@@ -415,17 +419,23 @@ class QueryGenerator:
         rejected: Counter[str] = Counter()
         parse: Counter[str] = Counter()
         kept = 0
+        echoed = 0
         if output.exists():
-            kept = sum(1 for _, r in iter_jsonl(output) if r.get("source_doc_id") in doc_ids)
+            for _, rec in iter_jsonl(output):
+                if rec.get("source_doc_id") in doc_ids:
+                    kept += 1
+                    echoed += bool(rec.get("instruction_echo"))
         if rejected_path.exists():
             for _, rec in iter_jsonl(rejected_path):
                 if rec.get("source_doc_id") not in doc_ids:
                     continue
+                echoed += bool(rec.get("instruction_echo"))
                 if rec.get("filter") == "parse":
                     parse[str(rec.get("detail"))] += 1
                 else:
                     rejected[str(rec.get("filter"))] += 1
         report.kept = kept
+        report.instructions_echoed = echoed
         report.rejected = dict(rejected)
         report.parse_failures = dict(parse)
         report.generated = kept + sum(rejected.values())

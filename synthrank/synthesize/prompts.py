@@ -80,10 +80,26 @@ _TYPE_TASKS: dict[str, str] = {
     ),
     "instruction": (
         "Write {n} search {queries}, each with an instruction that narrows what counts as a relevant result "
-        "(for example: 'Only passages that describe treatment options are relevant.'). "
+        "(for example: '{example}'). "
         "This passage must satisfy both the query and its instruction."
     ),
 }
+
+INSTRUCTION_EXAMPLE = "Only passages that describe treatment options are relevant."
+"""The instruction prompt's example: Qwen2.5-Coder-1.5B copies it word for word into most instruction queries
+(30 of 40 on 80 SciFact passages, 87 of 103 on 240), where it rarely fits the passage."""
+
+
+def echoes_example_instruction(instruction: str | None) -> bool:
+    """Whether an instruction is the prompt's example copied (case, spacing and punctuation aside): such an
+    instruction says nothing about the passage, and a judge holding the source to it rejects the source."""
+    if not instruction:
+        return False
+    return _letters(instruction) == _letters(INSTRUCTION_EXAMPLE)
+
+
+def _letters(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
 
 _FORMAT = 'Reply with JSON only, exactly in this form: {{"queries": [{items}]}}'
 
@@ -245,6 +261,7 @@ def generation_messages(
         queries="queries" if plural else "query",
         questions="questions" if plural else "question",
         persona=persona or "",
+        example=INSTRUCTION_EXAMPLE,
     )
     if query_type == "instruction":
         items = ", ".join(['{"query": "...", "instruction": "..."}'] * max(1, min(n, 2)))
