@@ -16,6 +16,12 @@ its synthetic queries, as the scorecard does). The named peer is the ``synthetic
 against it and against the zero-shot encoder (paired t-tests over test queries). Test queries only score; no
 setting is chosen here.
 
+Which of the LLM's queries mislead? ``--synthetic-subset`` trains the synthetic row on a part of the run's groups
+(picked before the run's own train/dev split, then split as the run splits): ``long`` (no keyword-type query and
+none under five words: generic queries whose BM25 negatives are likely relevant too), ``bm25-hard`` (those whose
+source passage was not BM25's first hit in the round-trip filter), or ``random-N`` (a seeded N of them, the
+control of equal size); the row is named ``synthetic-SUBSET``.
+
     .venv/bin/python benchmarks/bench_real_queries.py --run runs/scorecard-xeon/beir-scifact-large@quick-2ep
 
 Writes ``benchmarks/results/real_queries.json`` after every row (a rerun skips the rows it holds).
@@ -31,6 +37,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +65,29 @@ def real_training_groups(corpus_dir: Path, split: str, size: int | None, seed: i
                                positives={f"real-{q}": ids for q, ids in positives.items()})  # fmt: skip
 
 
+SUBSETS = ("long", "bm25-hard", "random-N")
+
+
+def synthetic_subset(name: str, seed: int = 0) -> Callable[[list[Any]], list[Any]]:
+    """The groups a ``--synthetic-subset`` keeps (see the module's docstring)."""
+    if name == "long":
+        return lambda groups: [
+            g for g in groups if g.meta.get("query_type") != "keyword" and len(g.query.split()) >= 5
+        ]
+    if name == "bm25-hard":
+        return lambda groups: [g for g in groups if (g.meta.get("roundtrip_rank") or 0) >= 2]
+    if name.startswith("random-") and name.removeprefix("random-").isdigit():
+        size = int(name.removeprefix("random-"))
+
+        def sample(groups: list[Any]) -> list[Any]:
+            if size > len(groups):
+                raise ValueError(f"{name}: the run holds only {len(groups)} groups")
+            return random.Random(seed).sample(sorted(groups, key=lambda g: g.query_id), size)
+
+        return sample
+    raise ValueError(f"unknown synthetic subset {name!r}; one of {', '.join(SUBSETS)}")
+
+
 def positives_in_first_stage(groups: list[Any]) -> dict[str, float]:
     """How easy the training queries are for BM25: the share of groups whose positive is its first hit, and the
     share whose positive it did not retrieve in its top-k at all."""
@@ -80,8 +110,9 @@ def compare(rows: dict[str, Any]) -> None:
         row["served"]["vs_zero_shot_served"] = paired(row["served"]["per_query"], zero["served"]["per_query"])
         name, seed = key.split("/")
         tag = name.split("-", 2)[2] if name.startswith("real-") and name.count("-") >= 2 else ""
-        peer = rows.get(f"synthetic{'-' + tag if tag else ''}/{seed}")
-        if name.startswith("real-") and peer is not None:
+        peer_key = row.get("peer") or (f"synthetic{'-' + tag if tag else ''}/{seed}" if name.startswith("real-") else None)
+        peer = rows.get(peer_key) if peer_key else None  # a subset's peer: the whole synthetic row of its recipe
+        if peer is not None:
             row["vs_synthetic"] = paired(row["per_query"], peer["per_query"])
             row["served"]["vs_synthetic"] = paired(row["served"]["per_query"], peer["served"]["per_query"])
 
@@ -96,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", default="", help="train settings laid over the run's for every row, as JSON "
                         "(e.g. '{\"merge_with_base\": 0.0}'); the rows are then named with --tag")  # fmt: skip
     parser.add_argument("--tag", default="", help="appended to the row names of this invocation (after a '-')")
+    parser.add_argument("--synthetic-subset", default=None, help=f"train the synthetic row on part of the run's "
+                        f"groups: {', '.join(SUBSETS)} (only with --sizes '')")  # fmt: skip
     parser.add_argument("--top-k", type=int, default=30)
     parser.add_argument("--dtype", default=None, help="scoring dtype (default: bf16 where the CPU has it)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "real_queries.json")
@@ -115,7 +148,19 @@ def main(argv: list[str] | None = None) -> int:
     if overlay and not args.tag:
         parser.error("--train changes the recipe: name its rows with --tag")
     tag = f"-{args.tag.lstrip('-')}" if args.tag else ""  # synthetic-TAG is the peer of real-N-TAG
-    train, dev, section = scorecard.training_split(folder, overlay)
+    keep = None
+    if args.synthetic_subset:
+        if args.sizes:
+            parser.error("--synthetic-subset trains the synthetic row alone: give --sizes ''")
+        try:
+            keep = synthetic_subset(args.synthetic_subset)
+        except ValueError as exc:
+            parser.error(str(exc))
+    try:
+        train, dev, section = scorecard.training_split(folder, overlay, keep)
+    except ValueError as exc:
+        parser.error(str(exc))
+    synthetic_name = f"synthetic-{args.synthetic_subset}{tag}" if args.synthetic_subset else f"synthetic{tag}"
     from synthrank.data import write_json
     from synthrank.train import DevSet
 
@@ -126,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "benchmarks/bench_real_queries.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out.pop("command", None)  # one invocation per recipe: every command that wrote rows is kept
     out["commands"] = [*(c for c in out.get("commands", []) if c != command), command]
-    out.update(train_split=args.train_split, dtype=dtype, peer="synthetic",
-               synthetic_groups=len(train), dev_groups=len(dev))  # fmt: skip
+    out.update(train_split=args.train_split, dtype=dtype, peer="synthetic")
+    if keep is None:  # a subset's counts are its row's
+        out.update(synthetic_groups=len(train), dev_groups=len(dev))
 
     def save() -> None:
         write_json(args.output, out, indent=1)
@@ -146,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluator.run("bm25", None)  # the first stage every fused row shares
     corpus_dir = corpus.path()
     for seed in [int(s) for s in args.seeds.split(",") if s]:
-        plan: list[tuple[str, Any]] = [(f"synthetic{tag}", None)]
+        plan: list[tuple[str, Any]] = [(synthetic_name, None)]
         for size in [s for s in args.sizes.split(",") if s]:
             n = len(train) if size == "same" else None if size == "all" else int(size)
             plan.append((f"real-{'all' if n is None else n}{tag}", n))
@@ -170,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             rows[key] = {**cell, "groups": len(groups), "train_seconds": round(seconds, 1), "train": section,
                          "positives_in_first_stage": positives_in_first_stage(groups),
                          "served": evaluator.fused_with_bm25(ranking, weight)}  # fmt: skip
+            if keep is not None and name == synthetic_name:
+                rows[key].update(subset=args.synthetic_subset, dev_groups=len(dev), peer=f"synthetic{tag}/seed{seed}")
             shutil.rmtree(work, ignore_errors=True)
             gc.collect()
             compare(rows)

@@ -356,16 +356,21 @@ def lever_train_overlay(variant: str | None, variants: dict[str, dict[str, Any]]
     return own or None
 
 
-def training_split(folder: Path, overlay: dict[str, Any] | None = None) -> tuple[list[Any], list[Any], dict[str, Any]]:
+def training_split(
+    folder: Path, overlay: dict[str, Any] | None = None, keep: Callable[[list[Any]], list[Any]] | None = None
+) -> tuple[list[Any], list[Any], dict[str, Any]]:
     """The run's own train/dev split of its groups, and its train section with a lever's ``overlay`` laid over it.
 
     The held-out unit is the section's ``dev_holdout``; a folder made before passages were the unit (no such key)
-    keeps its query split unless the overlay names one."""
+    keeps its query split unless the overlay names one. ``keep`` picks a subset of the groups before the split
+    (a diagnostic's subset is then split as the run would split it)."""
     from synthrank.data import read_groups
     from synthrank.pipeline import split_dev
 
     section = deep_merge(json.loads((folder / "run_config.json").read_text())["train"], overlay or {})
     groups = read_groups(folder / "groups.jsonl")
+    if keep is not None:
+        groups = keep(groups)
     holdout = section.get("dev_holdout", "query")
     train, dev = split_dev(groups, float(section["dev_fraction"]), int(section["seed"]), holdout=holdout)
     return train, dev, {**section, "dev_holdout": holdout}

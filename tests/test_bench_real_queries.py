@@ -68,3 +68,34 @@ def test_how_easy_the_queries_are_counts_first_hits_and_misses(bench: ModuleType
 
     groups = [TrainingGroup(f"q{i}", "q", Passage("d", "t", rank=rank)) for i, rank in enumerate((1, 3, None, 1))]
     assert bench.positives_in_first_stage(groups) == {"first": 0.5, "outside_top_k": 0.25}
+
+
+def test_synthetic_subsets_keep_the_groups_they_name_and_are_compared_with_the_whole(bench: ModuleType) -> None:
+    from synthrank.data import Passage, TrainingGroup
+
+    def group(qid: str, query: str, qtype: str, roundtrip_rank: int | None) -> TrainingGroup:
+        meta = {"query_type": qtype, "roundtrip_rank": roundtrip_rank}
+        return TrainingGroup(qid, query, Passage("d", "t", rank=roundtrip_rank), meta=meta)
+
+    groups = [group("a", "apoptosis mice", "keyword", 11), group("b", "how does ApoE4 change tau in neurons", "natural", 1),
+              group("c", "apoptosis in null mice embryos", "keyword", 2), group("d", "can Nanog keep stem cells", "persona", 3),
+              group("e", "tb control", "terse", 1)]  # fmt: skip
+    ids = lambda kept: [g.query_id for g in kept]  # noqa: E731
+    assert ids(bench.synthetic_subset("long")(groups)) == ["b", "d"]
+    assert ids(bench.synthetic_subset("bm25-hard")(groups)) == ["a", "c", "d"]
+    sample = bench.synthetic_subset("random-3")
+    assert ids(sample(groups)) == ids(sample(list(reversed(groups)))) and len(sample(groups)) == 3
+    with pytest.raises(ValueError, match="only 5 groups"):
+        bench.synthetic_subset("random-9")(groups)
+    with pytest.raises(ValueError, match="unknown synthetic subset"):
+        bench.synthetic_subset("hard")
+
+    def row(*scores: float, **extra: str) -> dict:
+        per_query = {f"q{i}": s for i, s in enumerate(scores)}
+        return {"per_query": per_query, "served": {"per_query": dict(per_query)}, **extra}
+
+    rows = {"zero-shot": row(0.5, 0.5), "synthetic-strong/seed42": row(0.2, 0.3),
+            "synthetic-bm25-hard-strong/seed42": row(0.4, 0.4, peer="synthetic-strong/seed42")}  # fmt: skip
+    bench.compare(rows)
+    assert rows["synthetic-bm25-hard-strong/seed42"]["vs_synthetic"]["delta"] == pytest.approx(0.15)
+    assert "vs_synthetic" not in rows["synthetic-strong/seed42"]
