@@ -48,6 +48,10 @@ def _check_corpus(corpus: Any) -> None:
               help="One sentence on who searches this corpus and for what (e.g. 'scientists checking whether a claim "
                    "is supported by a research abstract'): the LLM writes every query as they would "
                    "[default: none, the query types alone; generate.search_task in the config].")
+@click.option("--demonstrations", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Your own example queries, JSON lines of {\"query\", \"doc_id\"} (or {\"query\", \"text\"}): the "
+                   "LLM sees a few as its earlier answers and writes in their register (query type 'demonstrated', "
+                   "which this flag selects); leave them out of any evaluation [generate.demonstrations].")
 @click.option("--architecture", default=None, type=click.Choice(["bi-encoder", "cross-encoder"]),
               help="Reranker to train [default: bi-encoder, the zero-shot encoder tuned and merged back; "
               "cross-encoder, a fresh relevance head, for budgets of many hundreds of queries].")
@@ -66,7 +70,7 @@ def _check_corpus(corpus: Any) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @friendly_errors
 def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm_model: str | None, base_url: str | None,
-        backend: str | None, es_url: str | None, max_passages: int | None, search_task: str | None, architecture: str | None, label: bool | None, eval_data: str | None,
+        backend: str | None, es_url: str | None, max_passages: int | None, search_task: str | None, demonstrations: str | None, architecture: str | None, label: bool | None, eval_data: str | None,
         eval_split: str | None, eval_max_queries: int | None, until: str | None, force: tuple[str, ...], print_config: bool, progress: bool) -> None:  # fmt: skip
     """Train a reranker for a corpus with no human labels, then evaluate it; resumable step by step.
 
@@ -88,6 +92,9 @@ def run(corpus: str | None, output_dir: str | None, config_file: str | None, llm
             _nest(overrides, dotted, value)
     if es_url is not None:
         _nest(overrides, "mine.backend", "elasticsearch")
+    if demonstrations is not None:
+        _nest(overrides, "generate.demonstrations", demonstrations)
+        _nest(overrides, "generate.query_types", ["demonstrated"])
     if label is not None:
         _nest(overrides, "label.enabled", label)
     config = load_run_config(config_file, overrides)

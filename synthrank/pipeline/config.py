@@ -31,6 +31,9 @@ STEP_ONLY: dict[str, dict[str, Any]] = {
         # passages never given to the LLM: a file of document ids (one per line, '#' comments) or a list of ids,
         # e.g. every passage relevant to an evaluation question, so no score leans on queries written from test answers
         "exclude_ids": None,
+        # the user's own example queries (JSON lines: {"query", "doc_id"} or {"query", "text"}), replayed to the LLM
+        # as its earlier answers for the "demonstrated" query type; their passages are never generated for
+        "demonstrations": None,
         "dedup": True,
         "min_words": 2,
         "max_words": 40,
@@ -69,7 +72,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "generate": ("max_passages", "sampling", "stratify_field", "min_chars", "max_chars", "exclude_ids", "seed",
                  "query_types", "types_per_passage", "n_per_type", "personas_per_passage", "temperature",
                  "max_tokens", "max_passage_chars", "json_mode", "batch_size", "max_queries", "max_tokens_total",
-                 "search_task",
+                 "search_task", "demonstrations",
                  "dedup", "min_words", "max_words", "max_copy_ratio", "roundtrip_k"),
     "mine": ("backend", "top_k", "num_negatives", "range_min", "range_max", "margin", "sampling",
              "exclude_near_duplicates", "denoise_model", "denoise_margin", "seed", "elasticsearch"),

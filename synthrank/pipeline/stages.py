@@ -106,6 +106,7 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     g = run.config["generate"]
     passages = generation_passages(run)
     gen_config = GenerationConfig.from_options(g)
+    demonstrations = run_demonstrations(run)
     filters = build_filters(
         dedup=g["dedup"],
         min_words=g["min_words"] or None,
@@ -115,7 +116,8 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
         roundtrip_k=g["roundtrip_k"] or 20,
     )
     with LLMClient(llm_config(run.config)) as client:
-        generator = QueryGenerator(client, gen_config, personas=PersonaSet.default(), filters=filters)
+        generator = QueryGenerator(client, gen_config, personas=PersonaSet.default(), filters=filters,
+                                   demonstrations=demonstrations)  # fmt: skip
         report = generator.generate(passages, ctx.path("queries.jsonl"), show_progress=run.show_progress)
     stats = report.to_dict()
     write_json(ctx.path("generate_stats.json"), stats)
@@ -133,13 +135,31 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
             "survival": stats.get("survival", {}), "usage": report.usage}  # fmt: skip
 
 
+def run_demonstrations(run: RunContext) -> list[Any]:
+    """The user's example queries of ``generate.demonstrations`` (none without the setting); the setting without
+    the ``demonstrated`` query type, which alone uses them, is an error rather than a silent no-op."""
+    from synthrank.synthesize import read_demonstrations
+
+    g = run.config["generate"]
+    if not g.get("demonstrations"):
+        return []
+    if "demonstrated" not in g["query_types"]:
+        raise DataError("example queries are shown only to the 'demonstrated' query type: add it to "
+                        "generate.query_types (`synthrank run --demonstrations` does)",
+                        field="generate.query_types")  # fmt: skip
+    return read_demonstrations(g["demonstrations"], run.dataset.corpus)
+
+
 def generation_passages(run: RunContext) -> list[Any]:
-    """The passages the LLM writes queries for: the ``generate`` section's seeded sample, exclusions removed."""
+    """The passages the LLM writes queries for: the ``generate`` section's seeded sample of the corpus without its
+    excluded passages; then any demonstrated passage is dropped from it (after the draw, so a run with
+    demonstrations writes for the same passages as one without, less those)."""
     from synthrank.synthesize import read_excluded_ids, sample_passages
 
     g = run.config["generate"]
     excluded = read_excluded_ids(g["exclude_ids"], run.dataset.corpus)
-    return sample_passages(
+    demonstrated = {d.doc_id for d in run_demonstrations(run) if d.doc_id is not None}
+    sample = sample_passages(
         [doc for doc_id, doc in run.dataset.corpus.items() if doc_id not in excluded],
         g["max_passages"] or None,
         strategy=g["sampling"],
@@ -148,6 +168,7 @@ def generation_passages(run: RunContext) -> list[Any]:
         min_chars=g["min_chars"],
         max_chars=g["max_chars"],
     )
+    return [doc for doc in sample if doc.id not in demonstrated]
 
 
 # ---------------------------------------------------------------------------------------------- mine
@@ -487,10 +508,12 @@ def _generate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
     """The generate settings, with an exclusion file's content (editing it restarts the step); an unset
     ``exclude_ids`` or ``search_task`` is left out, so run folders from before the setting existed are not
     restarted."""
-    out = {k: v for k, v in section.items() if not (k in ("exclude_ids", "search_task") and v is None)}
-    source = section.get("exclude_ids")
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        out["exclude_ids_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    out = {k: v for k, v in section.items()
+           if not (k in ("exclude_ids", "search_task", "demonstrations") and v is None)}  # fmt: skip
+    for key in ("exclude_ids", "demonstrations"):
+        source = section.get(key)
+        if isinstance(source, (str, Path)) and Path(source).is_file():
+            out[f"{key}_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from synthrank.synthesize.demonstrations import Demonstration, read_demonstrations
 from synthrank.synthesize.filters import (
     FILTER_ORDER,
     Candidate,
@@ -24,6 +25,7 @@ __all__ = [
     "Candidate",
     "CopyFilter",
     "DedupFilter",
+    "Demonstration",
     "GenerationConfig",
     "GenerationReport",
     "LengthFilter",
@@ -34,6 +36,7 @@ __all__ = [
     "generate_queries",
     "generation_messages",
     "normalize",
+    "read_demonstrations",
     "read_doc_meta",
     "read_excluded_ids",
     "sample_passages",

@@ -27,6 +27,7 @@ from synthrank.data.records import Document
 from synthrank.errors import DataError
 from synthrank.llm.client import Completion, LLMCallError, LLMClient, LLMRequest
 from synthrank.llm.parsing import ParseError, parse_json
+from synthrank.synthesize.demonstrations import Demonstration
 from synthrank.synthesize.filters import (
     FILTER_ORDER,
     Candidate,
@@ -55,7 +56,9 @@ class GenerationConfig:
     Args:
         query_types: any of ``keyword``, ``natural``, ``persona``, ``reasoning``, ``instruction`` (LIMRANK's five,
             the default), and ``realistic``: users' own register (a first-person message with context, a terse
-            fragment, a claim to check, or a description of an unnamed thing; one style drawn per passage).
+            fragment, a claim to check, or a description of an unnamed thing; one style drawn per passage), and
+            ``demonstrated``: in the register of the user's own example queries, replayed as earlier turns
+            (:mod:`synthrank.synthesize.demonstrations`; the generator's ``demonstrations``).
         n_per_type: queries asked for per call.
         personas_per_passage: persona queries are written as this many personas (drawn per passage, seeded).
         temperature: sampling temperature (diversity); each call gets a seed derived from ``seed``,
@@ -226,13 +229,18 @@ class QueryGenerator:
         *,
         personas: PersonaSet | None = None,
         filters: Sequence[QueryFilter] = (),
+        demonstrations: Sequence[Demonstration] = (),
     ) -> None:
         self.client = client
         self.config = config or GenerationConfig()
         self.personas = personas or PersonaSet.default()
         self.filters = list(filters)
+        self.demonstrations = list(demonstrations)
         if "persona" in self.config.query_types and not self.personas.all():
             raise DataError("persona queries need at least one persona", field="personas")
+        if "demonstrated" in self.config.query_types and not self.demonstrations:
+            raise DataError("the demonstrated query type needs the user's example queries",
+                            field="generate.demonstrations")  # fmt: skip
 
     def __repr__(self) -> str:
         return f"QueryGenerator(client={self.client!r}, types={self.config.query_types}, n={self.config.n_per_type})"
@@ -274,6 +282,7 @@ class QueryGenerator:
             persona=slot.persona,
             max_passage_chars=self.config.max_passage_chars,
             search_task=self.config.search_task,
+            demonstrations=self.demonstrations,
         )
         max_tokens = self.config.max_tokens * (2 if slot.query_type == "instruction" else 1)
         return LLMRequest.chat(

@@ -9,12 +9,14 @@ instruction that narrows what counts as relevant). Every output record names the
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthrank.errors import DataError
+from synthrank.synthesize.demonstrations import DEMONSTRATION_PASSAGE_CHARS, Demonstration
 
 PROMPT_VERSION = "gen-v1"  # the five LIMRANK templates; the realistic styles are new prompts, not changed ones
 
@@ -51,7 +53,7 @@ REALISTIC_STYLES: dict[str, str] = {
 }
 """The ``realistic`` type's styles: queries in users' own register rather than the corpus's headings."""
 
-EXTRA_QUERY_TYPES: tuple[str, ...] = ("realistic",)
+EXTRA_QUERY_TYPES: tuple[str, ...] = ("realistic", "demonstrated")
 KNOWN_QUERY_TYPES: tuple[str, ...] = QUERY_TYPES + EXTRA_QUERY_TYPES
 
 SYSTEM_PROMPT = (
@@ -78,6 +80,7 @@ _TYPE_TASKS: dict[str, str] = {
         "applying the passage to a concrete situation, or drawing a conclusion it does not state word for word. "
         "Do not copy sentences from the passage."
     ),
+    "demonstrated": "Write {n} search {queries} whose answer is in this passage.",
     "instruction": (
         "Write {n} search {queries}, each with an instruction that narrows what counts as a relevant result "
         "(for example: '{example}'). "
@@ -244,11 +247,17 @@ def generation_messages(
     persona: str | None = None,
     max_passage_chars: int = 2000,
     search_task: str | None = None,
+    demonstrations: Sequence[Demonstration] = (),
 ) -> list[dict[str, str]]:
     """Chat messages asking for ``n`` queries of one type about one passage (``persona``: the persona of a
-    persona query, or the style name of a ``realistic`` one; ``search_task``: who searches the collection)."""
+    persona query, or the style name of a ``realistic`` one; ``search_task``: who searches the collection;
+    ``demonstrations``: the user's own queries, replayed before the passage as the LLM's earlier answers, which
+    the ``demonstrated`` type needs and no other type uses)."""
     if query_type not in KNOWN_QUERY_TYPES:
         raise DataError(f"unknown query type {query_type!r}; known: {', '.join(KNOWN_QUERY_TYPES)}", field="query_types")
+    if query_type == "demonstrated" and not demonstrations:
+        raise DataError("demonstrated queries need the user's example queries (generate.demonstrations)",
+                        field="generate.demonstrations")  # fmt: skip
     if query_type == "persona" and not persona:
         raise DataError("persona queries need a persona", field="personas")
     if query_type == "realistic" and persona not in REALISTIC_STYLES:
@@ -269,4 +278,21 @@ def generation_messages(
         items = ", ".join(['"..."'] * max(1, min(n, 2)))
     fmt = _FORMAT.format(items=items)
     user = f"{passage_block(title, text, max_passage_chars)}\n\n{task}\n{fmt}"
-    return [{"role": "system", "content": system_prompt(search_task)}, {"role": "user", "content": user}]
+    messages = [{"role": "system", "content": system_prompt(search_task)}]
+    if query_type == "demonstrated":
+        messages += demonstration_turns(demonstrations, fmt)
+    return [*messages, {"role": "user", "content": user}]
+
+
+def demonstration_turns(demonstrations: Sequence[Demonstration], fmt: str) -> list[dict[str, str]]:
+    """Each demonstrated passage as a user turn asking the ``demonstrated`` task and an assistant turn answering it
+    with the user's queries: the same for every call of a run, so the endpoint reuses them as a cached prefix."""
+    turns: list[dict[str, str]] = []
+    for demo in demonstrations:
+        many = len(demo.queries) != 1
+        task = _TYPE_TASKS["demonstrated"].format(n=len(demo.queries) if many else "one",
+                                                  queries="queries" if many else "query")  # fmt: skip
+        block = passage_block(demo.title, demo.text, DEMONSTRATION_PASSAGE_CHARS)
+        turns.append({"role": "user", "content": f"{block}\n\n{task}\n{fmt}"})
+        turns.append({"role": "assistant", "content": json.dumps({"queries": list(demo.queries)}, ensure_ascii=False)})
+    return turns
