@@ -153,6 +153,48 @@ def test_labelling_the_default_models_queries_yields_groups_with_positives_and_n
     print(f"groups: {groups}; judged {report.pairs_judged}; grades {report.grades}")
 
 
+# ------------------------------------------------------------- the user's own queries set the register it writes in
+
+DEMONSTRATED_IDS = ["4319174", "4695046", "12258338"]
+"""SciFact abstracts that claims of its *train* split judge relevant (benchmarks/make_demonstrations.py's seed-0 draw);
+their 7 claims are the demonstrations. None of them is among PASSAGE_IDS."""
+QUESTION_RE = re.compile(r"^(what|how|why|which|who|whom|whose|when|where|is|are|do|does|did|can|could|should)\b|\?\s*$",
+                         re.IGNORECASE)  # fmt: skip
+MIN_DEMONSTRATED_STATEMENTS = 0.5  # measured: 5 of 6 other SciFact passages answered with claims, the 6th with questions
+MAX_NATURAL_STATEMENTS = 0.25  # the natural type's queries on the same passages: questions
+
+
+def test_demonstrations_make_the_default_model_write_in_their_register(
+    qwen_run: tuple[Path, GenerationReport, LLMClient], qwen_server: Any,
+    scifact: tuple[dict[str, Document], list[Document], InMemoryBM25], tmp_path: Path,
+) -> None:
+    """Told to write claims, or shown eight claims inside the prompt, this model still asks "What is ...?"; shown
+    SciFact's train claims as its own earlier answers, it writes claims for the same passages."""
+    from synthrank.data import load_dataset
+    from synthrank.synthesize import Demonstration
+
+    corpus, passages, bm25 = scifact
+    train = load_dataset(shared_dataset("beir-scifact"), split="train")
+    claims = {d: [train.queries[q].text for q in sorted(train.qrels) if q in train.queries and train.qrels[q].get(d, 0) > 0]
+              for d in DEMONSTRATED_IDS}  # fmt: skip
+    if not all(claims.values()):
+        pytest.skip("this SciFact has no train claims on the demonstrated passages")
+    demos = [Demonstration(corpus[d].title, corpus[d].text, tuple(claims[d][:3]), d) for d in DEMONSTRATED_IDS]
+    config = LLMConfig(model=qwen_server.alias, base_url=qwen_server.base_url, timeout=900, max_concurrency=2)
+    cfg = GenerationConfig(query_types=["demonstrated"], n_per_type=3, seed=0, max_tokens=160, max_passage_chars=1000)
+    with LLMClient(config, cache=ResponseCache(tmp_path / "fresh-cache.sqlite")) as client:
+        filters = build_filters(roundtrip_retriever=bm25, roundtrip_k=20)
+        QueryGenerator(client, cfg, filters=filters, demonstrations=demos).generate(passages, tmp_path / "q.jsonl")
+    demonstrated = [q["query"] for q in read_jsonl(tmp_path / "q.jsonl")]
+    natural = [q["query"] for q in read_jsonl(qwen_run[0] / "queries.jsonl") if q["query_type"] == "natural"]
+    share = lambda queries: sum(not QUESTION_RE.search(q.strip()) for q in queries) / max(1, len(queries))  # noqa: E731
+    why = f"demonstrated {demonstrated}; natural {natural}"
+    assert len(demonstrated) >= len(passages), f"fewer kept queries than passages: {why}"
+    assert share(natural) <= MAX_NATURAL_STATEMENTS, f"the control is no longer questions: {why}"
+    assert share(demonstrated) >= MIN_DEMONSTRATED_STATEMENTS, f"statements {share(demonstrated):.2f}: {why}"
+    print(f"statements: demonstrated {share(demonstrated):.2f}, natural {share(natural):.2f}")
+
+
 # ------------------------------------------------------------------ the checks fail on a model that writes nothing
 
 
