@@ -104,9 +104,9 @@ def run_generate(run: RunContext, ctx: StepContext) -> dict[str, Any]:
     from synthrank.synthesize import GenerationConfig, PersonaSet, QueryGenerator, build_filters
 
     g = run.config["generate"]
-    passages = generation_passages(run)
-    gen_config = GenerationConfig.from_options(g)
     demonstrations = run_demonstrations(run)
+    passages = generation_passages(run, demonstrations)
+    gen_config = GenerationConfig.from_options(g)
     filters = build_filters(
         dedup=g["dedup"],
         min_words=g["min_words"] or None,
@@ -150,15 +150,17 @@ def run_demonstrations(run: RunContext) -> list[Any]:
     return read_demonstrations(g["demonstrations"], run.dataset.corpus)
 
 
-def generation_passages(run: RunContext) -> list[Any]:
+def generation_passages(run: RunContext, demonstrations: list[Any] | None = None) -> list[Any]:
     """The passages the LLM writes queries for: the ``generate`` section's seeded sample of the corpus without its
     excluded passages; then any demonstrated passage is dropped from it (after the draw, so a run with
-    demonstrations writes for the same passages as one without, less those)."""
+    demonstrations writes for the same passages as one without, less those). ``demonstrations``: the run's, when
+    the caller has read them already."""
     from synthrank.synthesize import read_excluded_ids, sample_passages
 
     g = run.config["generate"]
     excluded = read_excluded_ids(g["exclude_ids"], run.dataset.corpus)
-    demonstrated = {d.doc_id for d in run_demonstrations(run) if d.doc_id is not None}
+    demos = run_demonstrations(run) if demonstrations is None else demonstrations
+    demonstrated = {d.doc_id for d in demos if d.doc_id is not None}
     sample = sample_passages(
         [doc for doc_id, doc in run.dataset.corpus.items() if doc_id not in excluded],
         g["max_passages"] or None,
@@ -505,9 +507,9 @@ def _evaluate_on_dev_groups(run: RunContext, ctx: StepContext) -> dict[str, Any]
 
 
 def _generate_fingerprint(section: Mapping[str, Any]) -> dict[str, Any]:
-    """The generate settings, with an exclusion file's content (editing it restarts the step); an unset
-    ``exclude_ids`` or ``search_task`` is left out, so run folders from before the setting existed are not
-    restarted."""
+    """The generate settings, with an exclusion or demonstrations file's content (editing it restarts the step);
+    an unset ``exclude_ids``, ``search_task`` or ``demonstrations`` is left out, so run folders from before the
+    setting existed are not restarted."""
     out = {k: v for k, v in section.items()
            if not (k in ("exclude_ids", "search_task", "demonstrations") and v is None)}  # fmt: skip
     for key in ("exclude_ids", "demonstrations"):
