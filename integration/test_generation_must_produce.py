@@ -19,6 +19,12 @@ every pair judged, its own query's source passage included (source mean ~0.43, c
 top two candidates judged: 21 pairs judged, 6 at or above 0.45, 3 groups, each with its source passage as the
 positive and 2 negatives. Bound: >= 1 group (MIN_GROUPS), each with a positive and >= 1 judged negative.
 
+Demonstrations (the ``demonstrated`` type, 4 more calls): shown three of SciFact's train claims as its own earlier
+answers, the same model writes claims (a sentence ending in a period, not a question) for these passages, where its
+natural and keyword types write questions and phrases. A first version counted every non-question as a claim and
+passed with the turns left out (the bare task gets keyword phrases, "CD4+ T cell depletion in SIV infection");
+counted as sentences, it is seen to fail without them.
+
 Faults seen to fail the checks: the two ``..._fails_...`` tests at the end run them against the fault server in the
 model's place (prose instead of JSON: "kept queries per type ... below 1"; JSON whose queries the filters drop; a
 judge with no usable verdict: "training groups, fewer than 1"). Mutation seen to fail both default-model tests:
@@ -160,8 +166,15 @@ DEMONSTRATED_IDS = ["4319174", "4695046", "12258338"]
 their 7 claims are the demonstrations. None of them is among PASSAGE_IDS."""
 QUESTION_RE = re.compile(r"^(what|how|why|which|who|whom|whose|when|where|is|are|do|does|did|can|could|should)\b|\?\s*$",
                          re.IGNORECASE)  # fmt: skip
-MIN_DEMONSTRATED_STATEMENTS = 0.5  # measured: 5 of 6 other SciFact passages answered with claims, the 6th with questions
-MAX_NATURAL_STATEMENTS = 0.25  # the natural type's queries on the same passages: questions
+MIN_DEMONSTRATED_CLAIMS = 0.5  # measured 0.91 of 186 on 80 SciFact passages (the scorecard lever's run)
+MAX_OTHER_CLAIMS = 0.25  # the natural and keyword types on the same passages: questions and phrases (0.01 of 171)
+
+
+def is_claim(query: str) -> bool:
+    """A statement as SciFact's users write one: a sentence of five words or more ending in a period, not a
+    question. Keyword phrases are not claims: without the demonstrated turns the same task gets phrases."""
+    query = query.strip()
+    return not QUESTION_RE.search(query) and query.endswith(".") and len(query.split()) >= 5
 
 
 def test_demonstrations_make_the_default_model_write_in_their_register(
@@ -186,13 +199,13 @@ def test_demonstrations_make_the_default_model_write_in_their_register(
         filters = build_filters(roundtrip_retriever=bm25, roundtrip_k=20)
         QueryGenerator(client, cfg, filters=filters, demonstrations=demos).generate(passages, tmp_path / "q.jsonl")
     demonstrated = [q["query"] for q in read_jsonl(tmp_path / "q.jsonl")]
-    natural = [q["query"] for q in read_jsonl(qwen_run[0] / "queries.jsonl") if q["query_type"] == "natural"]
-    share = lambda queries: sum(not QUESTION_RE.search(q.strip()) for q in queries) / max(1, len(queries))  # noqa: E731
-    why = f"demonstrated {demonstrated}; natural {natural}"
+    others = [q["query"] for q in read_jsonl(qwen_run[0] / "queries.jsonl") if q["query_type"] in ("natural", "keyword")]
+    share = lambda queries: sum(map(is_claim, queries)) / max(1, len(queries))  # noqa: E731
+    why = f"demonstrated {demonstrated}; natural and keyword {others}"
     assert len(demonstrated) >= len(passages), f"fewer kept queries than passages: {why}"
-    assert share(natural) <= MAX_NATURAL_STATEMENTS, f"the control is no longer questions: {why}"
-    assert share(demonstrated) >= MIN_DEMONSTRATED_STATEMENTS, f"statements {share(demonstrated):.2f}: {why}"
-    print(f"statements: demonstrated {share(demonstrated):.2f}, natural {share(natural):.2f}")
+    assert share(others) <= MAX_OTHER_CLAIMS, f"the control is no longer questions and phrases: {why}"
+    assert share(demonstrated) >= MIN_DEMONSTRATED_CLAIMS, f"claims {share(demonstrated):.2f}: {why}"
+    print(f"claims: demonstrated {share(demonstrated):.2f}, natural and keyword {share(others):.2f}")
 
 
 # ------------------------------------------------------------------ the checks fail on a model that writes nothing
