@@ -55,8 +55,7 @@ def read_demonstrations(
     path = Path(path)
     if not path.is_file():
         raise DataError("demonstrations file does not exist", path=path, field=FIELD)
-    order: list[str] = []
-    passages: dict[str, tuple[str, str, str | None]] = {}
+    passages: dict[str, tuple[str, str, str | None]] = {}  # in file order
     passage: tuple[str, str, str | None]
     queries: dict[str, list[str]] = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -86,13 +85,11 @@ def read_demonstrations(
         else:
             raise DataError("needs a doc_id of the corpus or the passage's text", path=path, line=lineno,
                             field="doc_id")  # fmt: skip
-        if key not in passages:
-            order.append(key)
-            passages[key] = passage
+        passages.setdefault(key, passage)
         queries.setdefault(key, []).append(" ".join(query.split()))
-    if not order:
+    if not passages:
         raise DataError("holds no demonstration", path=path, field=FIELD)
-    picked = order[: max(1, max_passages)]
+    picked = list(passages)[: max(1, max_passages)]
     out = [Demonstration(passages[k][0], passages[k][1], tuple(queries[k]), passages[k][2]) for k in picked]
     logger.info("%d demonstrated passages (%d queries) from %s", len(out), sum(len(d.queries) for d in out), path)
     return out

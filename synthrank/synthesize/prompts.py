@@ -98,11 +98,9 @@ def echoes_example_instruction(instruction: str | None) -> bool:
     instruction says nothing about the passage, and a judge holding the source to it rejects the source."""
     if not instruction:
         return False
-    return _letters(instruction) == _letters(INSTRUCTION_EXAMPLE)
+    from synthrank.synthesize.filters import normalize  # the dedup filter's notion of "the same text"
 
-
-def _letters(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+    return normalize(instruction) == normalize(INSTRUCTION_EXAMPLE)
 
 _FORMAT = 'Reply with JSON only, exactly in this form: {{"queries": [{items}]}}'
 
